@@ -1,0 +1,32 @@
+// A program a dbpool user could write, built against the installed package.
+#include <dbpool/error.hpp>
+#include <dbpool/options.hpp>
+
+#if __has_include(<dbpool/dbpool.hpp>)
+#include <dbpool/dbpool.hpp>
+#endif
+
+#if defined(DBPOOL_CONSUMER_WITH_MYSQL)
+#if __has_include(<dbpool/mysql.hpp>)
+#include <dbpool/mysql.hpp>
+#endif
+#include <mysql.h>
+#endif
+
+#include <cstdio>
+
+int main() {
+    const dbpool::Error error(dbpool::ErrorCode::pool_exhausted, "too many connections");
+    if (error.code() != dbpool::ErrorCode::pool_exhausted) return 1;
+
+    dbpool::PoolOptions options;
+    options.maxconnections = 4;
+    std::printf("dbpool consumer: %s, maxconnections=%d\n", dbpool::to_string(error.code()),
+                options.maxconnections);
+
+#if defined(DBPOOL_CONSUMER_WITH_MYSQL)
+    // Links against the client library through dbpool::mysql; connects to nothing.
+    std::printf("dbpool consumer: MySQL client %s\n", mysql_get_client_info());
+#endif
+    return 0;
+}

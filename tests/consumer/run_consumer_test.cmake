@@ -1,0 +1,84 @@
+# cmake -D BUILD_DIR=... -D CONSUMER_SOURCE_DIR=... -D WORK_DIR=... -D WITH_MYSQL=ON|OFF
+#       -D CXX_COMPILER=... [-D GENERATOR=...] -P run_consumer_test.cmake
+#
+# 1. cmake --install BUILD_DIR --prefix WORK_DIR/prefix
+# 2. configure, build and run the consumer project with CMAKE_PREFIX_PATH=WORK_DIR/prefix
+# 3. compile a one-line program with `pkg-config --cflags dbpool` (and dbpool-mysql)
+foreach(var IN ITEMS BUILD_DIR CONSUMER_SOURCE_DIR WORK_DIR CXX_COMPILER)
+    if(NOT DEFINED ${var})
+        message(FATAL_ERROR "run_consumer_test.cmake: -D ${var}=... is required")
+    endif()
+endforeach()
+if(WITH_MYSQL)
+    set(WITH_MYSQL ON)
+else()
+    set(WITH_MYSQL OFF)
+endif()
+
+# The consumer is an ordinary user program: no sanitizer or warning flags from the environment.
+unset(ENV{CXXFLAGS})
+unset(ENV{LDFLAGS})
+
+function(run step)
+    message(STATUS "consumer test: ${step}: ${ARGN}")
+    execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
+    if(NOT result EQUAL 0)
+        message(FATAL_ERROR "consumer test: ${step} failed (${result}):\n${out}")
+    endif()
+    set(last_output "${out}" PARENT_SCOPE)
+endfunction()
+
+set(prefix "${WORK_DIR}/prefix")
+set(consumer_build "${WORK_DIR}/build")
+file(REMOVE_RECURSE "${WORK_DIR}")
+file(MAKE_DIRECTORY "${WORK_DIR}")
+
+run("install" "${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}")
+
+# Warnings-as-errors and sanitizers belong to dbpool's own targets, never to its users.
+file(GLOB exported "${prefix}/share/cmake/dbpool/*Targets*.cmake" "${prefix}/share/pkgconfig/*.pc")
+foreach(file IN LISTS exported)
+    file(STRINGS "${file}" leaked REGEX "-Werror|-fsanitize|dbpool_project_options")
+    if(leaked)
+        message(FATAL_ERROR "consumer test: ${file} exports project-only flags: ${leaked}")
+    endif()
+endforeach()
+
+set(generator_args)
+if(GENERATOR)
+    set(generator_args -G "${GENERATOR}")
+endif()
+run("configure consumer" "${CMAKE_COMMAND}" ${generator_args}
+    -S "${CONSUMER_SOURCE_DIR}" -B "${consumer_build}"
+    "-DCMAKE_PREFIX_PATH=${prefix}"
+    "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}"
+    -DCMAKE_BUILD_TYPE=Release
+    # Only the installed package may be found, never a dbpool in the user package registry.
+    -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
+    "-DDBPOOL_CONSUMER_WITH_MYSQL=${WITH_MYSQL}")
+run("build consumer" "${CMAKE_COMMAND}" --build "${consumer_build}")
+run("run consumer" "${consumer_build}/dbpool_consumer")
+message(STATUS "consumer test: consumer said: ${last_output}")
+
+# pkg-config: the .pc files are relocatable (prefix=${pcfiledir}/../..).
+find_program(PKG_CONFIG_EXECUTABLE NAMES pkg-config pkgconf)
+if(NOT PKG_CONFIG_EXECUTABLE)
+    message(FATAL_ERROR "consumer test: pkg-config not found (scripts/install-deps.sh installs it)")
+endif()
+set(ENV{PKG_CONFIG_PATH} "${prefix}/share/pkgconfig")
+set(pc_modules dbpool)
+set(pc_source "#include <dbpool/error.hpp>\nint main() { return dbpool::Error(dbpool::ErrorCode::timeout, \"t\").code() == dbpool::ErrorCode::timeout ? 0 : 1; }\n")
+if(WITH_MYSQL)
+    list(APPEND pc_modules dbpool-mysql)
+    set(pc_source "#include <mysql.h>\n${pc_source}")
+endif()
+run("pkg-config --cflags" "${PKG_CONFIG_EXECUTABLE}" --cflags ${pc_modules})
+separate_arguments(pc_cflags UNIX_COMMAND "${last_output}")
+run("pkg-config --libs" "${PKG_CONFIG_EXECUTABLE}" --libs ${pc_modules})
+separate_arguments(pc_libs UNIX_COMMAND "${last_output}")
+file(WRITE "${WORK_DIR}/pc_check.cpp" "${pc_source}")
+run("compile with pkg-config flags" "${CXX_COMPILER}" -std=c++17 ${pc_cflags}
+    "${WORK_DIR}/pc_check.cpp" -o "${WORK_DIR}/pc_check" ${pc_libs})
+run("run pkg-config program" "${WORK_DIR}/pc_check")
+
+message(STATUS "consumer test: passed (mysql component: ${WITH_MYSQL})")
