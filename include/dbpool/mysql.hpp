@@ -1,0 +1,20 @@
+#pragma once
+
+/// \file
+/// The MySQL/MariaDB backend of dbpool (namespace dbpool::mysql), with the core.
+/// This is the only part of dbpool that includes <mysql.h>; link MySQLClient::MySQLClient
+/// (the CMake target dbpool::mysql does this).
+
+#if __has_include(<dbpool/dbpool.hpp>)
+#include <dbpool/dbpool.hpp>
+#endif
+
+#include <dbpool/mysql/binding.hpp>
+#include <dbpool/mysql/connect_options.hpp>
+#include <dbpool/mysql/connection.hpp>
+#include <dbpool/mysql/connector.hpp>
+#include <dbpool/mysql/errors.hpp>
+#include <dbpool/mysql/library.hpp>
+#include <dbpool/mysql/result_set.hpp>
+#include <dbpool/mysql/statement_cache.hpp>
+#include <dbpool/mysql/url.hpp>
