@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dbpool's build, tests, lint and benchmarks need.
+#
+# Idempotent: does nothing (and needs no root) when everything is installed already. Otherwise
+# runs, as root (directly or through sudo), `apt-get update` and `apt-get install -y` for the
+# missing packages only. It never starts a MariaDB service: Debian's mariadb-server postinst
+# would, so a policy-rc.d that denies service starts (exit 101) is in place during the install
+# (and removed afterwards only if this script created it). The tests start their own
+# throwaway server (scripts/mariadb.sh) instead.
+set -euo pipefail
+
+packages=(
+    cmake g++ clang clang-format clang-tidy make pkg-config
+    catch2
+    libmariadb-dev libmariadb-dev-compat mariadb-server
+    libbenchmark-dev gnuplot-nox valgrind
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-deps: all ${#packages[@]} packages are installed"
+    exit 0
+fi
+echo "install-deps: missing: ${missing[*]}"
+
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        as_root=(sudo)
+    else
+        echo "install-deps: run as root (or install sudo) to install: ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+cleanup() {
+    if [ "$created_policy" -eq 1 ]; then
+        "${as_root[@]}" rm -f "$policy"
+    fi
+}
+trap cleanup EXIT
+if [ ! -e "$policy" ]; then
+    # invoke-rc.d consults this before starting a service; 101 means "action forbidden".
+    printf '#!/bin/sh\n# Written by dbpool scripts/install-deps.sh: no service starts.\nexit 101\n' |
+        "${as_root[@]}" tee "$policy" >/dev/null
+    "${as_root[@]}" chmod 755 "$policy"
+    created_policy=1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+    "${missing[@]}"
+echo "install-deps: installed ${missing[*]}"

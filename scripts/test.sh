@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# dbpool's test command (README, CI: .ci/run). Run from anywhere:
+#
+#   scripts/test.sh [--tidy] [--no-deps] [--asan-only | --tsan-only]
+#
+# 1. scripts/install-deps.sh (skipped with --no-deps; a no-op when everything is installed).
+# 2. build/asan: Debug, DBPOOL_SANITIZE=address,undefined; build, then ctest every test.
+# 3. build/tsan: Debug, DBPOOL_SANITIZE=thread; build, then ctest every test except those
+#    labelled "packaging" (the header and install/consumer checks: single-threaded and
+#    sanitizer-independent, so running them twice proves nothing). Rule: everything else,
+#    core unit tests included, runs under TSan too; it is cheap enough and any test that
+#    starts a thread (not only the [concurrency] ones) can race.
+# 4. scripts/lint.sh --format (clang-format check); with --tidy also clang-tidy (slow).
+#
+# The MySQL integration tests start their own throwaway server through a CTest fixture;
+# no system MariaDB service is used or started.
+#
+# Ends with one line "N passed, N failed": the sum of the ctest counts of both trees, plus one
+# check each for the lint steps; a configure or build failure counts as one failed check.
+# Exit status is non-zero when anything failed.
+#
+# Environment: JOBS (build parallelism, default 2), CTEST_JOBS (ctest -j, default 1: the
+# concurrency tests measure timing and the machine has 2 cores), CTEST_TIMEOUT (seconds per
+# test, default 600).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$(pwd)
+
+with_deps=1
+with_tidy=0
+trees=(asan tsan)
+for arg in "$@"; do
+    case "$arg" in
+        --tidy) with_tidy=1 ;;
+        --no-deps) with_deps=0 ;;
+        --asan-only) trees=(asan) ;;
+        --tsan-only) trees=(tsan) ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        *) echo "test.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+jobs=${JOBS:-2}
+ctest_jobs=${CTEST_JOBS:-1}
+ctest_timeout=${CTEST_TIMEOUT:-600}
+passed=0
+failed=0
+notes=()
+
+# Sanitizer runtime options: stop at the first report, with a stack; TSan reads the
+# suppressions for the uninstrumented client library (see tests/tsan.supp).
+export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:detect_leaks=1:print_stacktrace=1:strict_init_order=1"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$repo/tests/tsan.supp"
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+if [ "$with_deps" -eq 1 ]; then
+    section "dependencies"
+    if ! bash scripts/install-deps.sh; then
+        echo "test.sh: installing dependencies failed"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+fi
+
+# run_tree NAME SANITIZE [extra ctest args...]
+run_tree() {
+    local name=$1 sanitize=$2
+    shift 2
+    local dir="$repo/build/$name" log
+    section "$name: configure (DBPOOL_SANITIZE=$sanitize)"
+    if ! cmake -S "$repo" -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DDBPOOL_SANITIZE="$sanitize" \
+            -DDBPOOL_BUILD_TESTS=ON -DDBPOOL_BUILD_BENCH=OFF; then
+        failed=$((failed + 1)); notes+=("$name: configure failed")
+        return
+    fi
+    section "$name: build (-j$jobs)"
+    if ! cmake --build "$dir" -j "$jobs"; then
+        failed=$((failed + 1)); notes+=("$name: build failed")
+        return
+    fi
+    section "$name: ctest $*"
+    log="$dir/ctest.log"
+    (cd "$dir" && ctest --output-on-failure -j "$ctest_jobs" --timeout "$ctest_timeout" "$@") \
+        2>&1 | tee "$log"
+    # "100% tests passed, 0 tests failed out of 12" (absent when no test matched).
+    local line total fails
+    line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
+    if [ -z "$line" ]; then
+        if grep -q 'No tests were found' "$log"; then
+            notes+=("$name: no tests found")
+        else
+            failed=$((failed + 1)); notes+=("$name: ctest gave no summary (crashed?)")
+        fi
+        return
+    fi
+    fails=$(echo "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/')
+    total=$(echo "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/')
+    passed=$((passed + total - fails))
+    failed=$((failed + fails))
+    notes+=("$name: $((total - fails)) of $total tests passed")
+}
+
+start=$SECONDS
+for tree in "${trees[@]}"; do
+    case "$tree" in
+        asan) run_tree asan "address,undefined" ;;
+        tsan) run_tree tsan "thread" -LE packaging ;;
+    esac
+done
+
+section "lint: clang-format"
+if bash scripts/lint.sh --format; then
+    passed=$((passed + 1))
+else
+    failed=$((failed + 1)); notes+=("lint: clang-format check failed")
+fi
+if [ "$with_tidy" -eq 1 ]; then
+    section "lint: clang-tidy"
+    if bash scripts/lint.sh --tidy; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); notes+=("lint: clang-tidy check failed")
+    fi
+fi
+
+section "summary ($((SECONDS - start)) s)"
+printf '%s\n' "${notes[@]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
