@@ -1,0 +1,128 @@
+#pragma once
+
+#include <dbpool/connection_traits.hpp>
+#include <dbpool/pool_events.hpp>
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace dbpool {
+
+/// Ping bits, with DBUtils' meaning; combine with `|`.
+struct Ping {
+    static constexpr unsigned never = 0;       ///< Never ping.
+    static constexpr unsigned on_request = 1;  ///< When a pool hands the connection out.
+    static constexpr unsigned on_cursor = 2;   ///< When a statement object is prepared.
+    static constexpr unsigned on_execute = 4;  ///< Before each statement.
+    static constexpr unsigned always = 7;      ///< All of the above.
+};
+
+/// What a pool does to a connection when it comes back.
+enum class Reset {
+    none,      ///< Nothing; the next borrower inherits any open transaction (not recommended).
+    rollback,  ///< Roll back when a transaction is open (begin() or server status); else free.
+    always,    ///< Roll back on every return, one round trip each (DBUtils' reset=True).
+    full,      ///< Full session reset (MySQL COM_RESET_CONNECTION), then setsession again.
+};
+
+/// Classifies a statement's exception; empty means "ask ConnectionTraits".
+using FailureClassifier = std::function<Failure(const std::exception&)>;
+
+/// Options of one SteadyConnection (and of each connection of a PersistentPool).
+struct SteadyOptions {
+    /// Statements before the connection is reopened (0 = unlimited); never inside a transaction.
+    int maxusage = 0;
+    /// Statements run after every (re)connect, e.g. "SET time_zone = '+00:00'".
+    std::vector<std::string> setsession;
+    /// Ping bits (see Ping); on_cursor and on_execute are skipped inside a transaction.
+    unsigned ping = Ping::on_request;
+    /// When false, close() only rolls back an open transaction and keeps the connection.
+    bool closeable = true;
+    /// Overrides which errors mean "connection broken".
+    FailureClassifier failures;
+    /// Skip a ping when the connection was used successfully this recently (0 = DBUtils counts).
+    std::chrono::milliseconds ping_bypass{500};
+};
+
+/// Options of a PersistentPool: those of its per-thread steady connections.
+struct PersistentOptions : SteadyOptions {
+    /// Persistent connections ignore close() unless this is set (DBUtils' default).
+    PersistentOptions() { closeable = false; }
+};
+
+/// Where a pooled connection was acquired, for leak reports.
+struct AcquireSite {
+    const char* file = nullptr;  ///< Source file of the acquiring call, or null if unknown.
+    int line = 0;                ///< Line of the acquiring call, or 0.
+};
+
+/// Reported once when a connection is held past leak_threshold, and again when it returns.
+struct LeakReport {
+    std::chrono::milliseconds held{0};  ///< How long it had been held when reported.
+    AcquireSite acquired_at;            ///< Where it was acquired.
+    bool returned = false;              ///< False when first reported, true when it came back.
+};
+
+/// Options of a PooledPool: DBUtils' names first, then what DBUtils lacks.
+struct PoolOptions {
+    /// Idle connections opened at start-up and kept open by maintenance.
+    int mincached = 0;
+    /// The most idle connections kept; a returned one beyond it is closed (0 = no limit).
+    int maxcached = 0;
+    /// The most connections shared between threads (only for thread-safe-sharing types).
+    int maxshared = 0;
+    /// The most connections open at once (0 = no limit).
+    int maxconnections = 0;
+    /// At the limit: wait (true) or throw pool_exhausted at once (false).
+    bool blocking = false;
+    /// Statements before a connection is reopened (0 = unlimited).
+    int maxusage = 0;
+    /// Statements run after every (re)connect.
+    std::vector<std::string> setsession;
+    /// What happens to a connection when it is returned.
+    Reset reset = Reset::rollback;
+    /// Ping bits (see Ping).
+    unsigned ping = Ping::on_request;
+    /// Overrides which errors mean "connection broken".
+    FailureClassifier failures;
+
+    /// How long a blocking acquire waits (0 = forever).
+    std::chrono::milliseconds acquire_timeout{std::chrono::seconds(30)};
+    /// Skip the on-request ping when the connection was used this recently (0 = always ping).
+    std::chrono::milliseconds ping_bypass{500};
+    /// Idle connections above mincached are closed after this long idle (0 = never).
+    std::chrono::milliseconds idle_timeout{0};
+    /// Connections are retired after living this long, minus up to 2.5% jitter (0 = never).
+    std::chrono::milliseconds max_lifetime{0};
+    /// Idle connections are pinged this often so the server never idles them out (0 = never).
+    std::chrono::milliseconds keepalive_interval{0};
+    /// A connection held longer than this is reported to on_leak (0 = off).
+    std::chrono::milliseconds leak_threshold{0};
+    /// Receives leak reports; called from the maintenance thread or the returning thread.
+    std::function<void(const LeakReport&)> on_leak;
+    /// Receives pool events (connects, failures, timeouts, ...); must not block or throw.
+    std::function<void(const PoolEvent&)> on_event;
+    /// First and longest wait between failed background connects (bounded exponential).
+    std::chrono::milliseconds connect_backoff_min{100};
+    std::chrono::milliseconds connect_backoff_max{std::chrono::seconds(5)};
+    /// How often the maintenance thread runs (0 = derived from the timeouts above).
+    std::chrono::milliseconds maintenance_interval{0};
+    /// Run maintenance on a background thread; when false, call run_maintenance() yourself.
+    bool background_maintenance = true;
+
+    /// The options of each steady connection in the pool.
+    SteadyOptions steady_options() const {
+        SteadyOptions steady;
+        steady.maxusage = maxusage;
+        steady.setsession = setsession;
+        steady.ping = ping;
+        steady.failures = failures;
+        steady.ping_bypass = ping_bypass;
+        return steady;
+    }
+};
+
+}  // namespace dbpool

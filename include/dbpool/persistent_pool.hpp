@@ -1,0 +1,299 @@
+#pragma once
+
+#include <dbpool/connection_traits.hpp>
+#include <dbpool/detail/affinity.hpp>
+#include <dbpool/detail/creator.hpp>
+#include <dbpool/detail/validate_options.hpp>
+#include <dbpool/error.hpp>
+#include <dbpool/options.hpp>
+#include <dbpool/steady_connection.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+namespace dbpool {
+
+namespace detail {
+
+// Whoever sets `closed_bit` while no handle is out closes the connection; otherwise the last
+// handle does. So a thread exit and a pool close may race, and exactly one of them closes.
+inline constexpr int persistent_closed_bit = 1 << 30;
+
+template <class Steady>
+struct PersistentSlot;
+
+// What a pool and its threads share; threads hold it weakly, so either may go first.
+template <class Steady>
+struct PersistentRegistry {
+    std::mutex mutex;
+    std::vector<std::shared_ptr<PersistentSlot<Steady>>> slots;
+    bool closed = false;
+    std::atomic<std::size_t> open{0};
+};
+
+template <class Steady>
+struct PersistentSlot {
+    std::unique_ptr<Steady> steady;
+    std::atomic<int> state{0};  // handles out on the owning thread, plus persistent_closed_bit
+    std::weak_ptr<PersistentRegistry<Steady>> registry;
+
+    // Marks the slot closed; true when the caller must close the connection now.
+    bool mark_closed() noexcept {
+        const int before = state.fetch_or(persistent_closed_bit, std::memory_order_acq_rel);
+        return (before & persistent_closed_bit) == 0 && before == 0;
+    }
+
+    void close_connection() noexcept {
+        steady.reset();
+        if (auto shared = registry.lock()) shared->open.fetch_sub(1, std::memory_order_relaxed);
+    }
+};
+
+// One per thread: the slots this thread opened, closed when the thread ends.
+template <class Steady>
+class ThreadSlots {
+public:
+    struct Entry {
+        std::uint64_t pool_id;
+        std::shared_ptr<PersistentSlot<Steady>> slot;
+    };
+
+    ThreadSlots() = default;
+    ThreadSlots(const ThreadSlots&) = delete;
+    ThreadSlots& operator=(const ThreadSlots&) = delete;
+
+    ~ThreadSlots() {
+        for (Entry& entry : entries) {
+            PersistentSlot<Steady>& slot = *entry.slot;
+            if (auto registry = slot.registry.lock()) {
+                std::lock_guard<std::mutex> lock(registry->mutex);
+                auto& all = registry->slots;
+                all.erase(std::remove(all.begin(), all.end(), entry.slot), all.end());
+            }
+            if (slot.mark_closed()) slot.close_connection();
+        }
+    }
+
+    std::vector<Entry> entries;
+};
+
+}  // namespace detail
+
+template <class Connection, class Clock>
+class PersistentPool;
+
+/// This thread's connection of a PersistentPool. Keep it on the thread that got it; several
+/// handles on one thread share the connection. The destructor leaves the connection open for
+/// the thread's next use; close() closes it only when the pool is closeable.
+template <class Connection, class Clock = std::chrono::steady_clock>
+class PersistentConnection {
+    using Slot = detail::PersistentSlot<SteadyConnection<Connection, Clock>>;
+
+public:
+    /// The protected connection type reached through `->`.
+    using steady_type = SteadyConnection<Connection, Clock>;
+
+    PersistentConnection(PersistentConnection&& other) noexcept
+        : slot_(std::exchange(other.slot_, nullptr)) {}
+
+    PersistentConnection& operator=(PersistentConnection&& other) noexcept {
+        if (this != &other) {
+            release();
+            slot_ = std::exchange(other.slot_, nullptr);
+        }
+        return *this;
+    }
+
+    PersistentConnection(const PersistentConnection&) = delete;
+    PersistentConnection& operator=(const PersistentConnection&) = delete;
+
+    /// Ends this handle; the thread keeps its connection.
+    ~PersistentConnection() { release(); }
+
+    /// The steady connection; throws Error{handle_closed} after close().
+    steady_type* operator->() const { return &steady(); }
+    /// The steady connection; throws Error{handle_closed} after close().
+    steady_type& operator*() const { return steady(); }
+
+    /// The steady connection; throws Error{handle_closed} after close().
+    steady_type& steady() const {
+        if (slot_ == nullptr) {
+            throw Error(ErrorCode::handle_closed,
+                        "dbpool: this persistent connection handle was already closed");
+        }
+        return *slot_->steady;
+    }
+
+    /// Starts a transaction (see SteadyConnection::begin).
+    void begin() { steady().begin(); }
+    /// Commits (see SteadyConnection::commit).
+    void commit() { steady().commit(); }
+    /// Rolls back (see SteadyConnection::rollback).
+    void rollback() { steady().rollback(); }
+
+    /// Ends the handle. Closes the connection only if the pool is closeable (DBUtils'
+    /// PersistentDB ignores close() otherwise, rolling back an open transaction). Never throws.
+    void close() noexcept {
+        if (slot_ == nullptr) return;
+        slot_->steady->close();
+        release();
+    }
+
+    /// Whether this handle still refers to a connection.
+    bool is_open() const noexcept { return slot_ != nullptr; }
+
+private:
+    friend class PersistentPool<Connection, Clock>;
+
+    explicit PersistentConnection(Slot* slot) noexcept : slot_(slot) {}
+
+    void release() noexcept {
+        Slot* slot = std::exchange(slot_, nullptr);
+        if (slot == nullptr) return;
+        const int after = slot->state.fetch_sub(1, std::memory_order_acq_rel) - 1;
+        if (after == detail::persistent_closed_bit) slot->close_connection();  // closed meanwhile
+    }
+
+    Slot* slot_ = nullptr;
+};
+
+/// One steady connection per thread per pool (DBUtils' PersistentDB). The connection is closed
+/// when its thread exits or when the pool is closed or destroyed, whichever comes first.
+/// Thread-safe.
+template <class Connection, class Clock = std::chrono::steady_clock>
+class PersistentPool {
+    using Traits = ConnectionTraits<Connection>;
+    using Steady = SteadyConnection<Connection, Clock>;
+    using Slot = detail::PersistentSlot<Steady>;
+    using Registry = detail::PersistentRegistry<Steady>;
+
+public:
+    /// The handle connection() returns.
+    using handle_type = PersistentConnection<Connection, Clock>;
+    /// The protected connection type.
+    using steady_type = Steady;
+
+    /// Validates the options; connections open lazily, one per thread on first use.
+    template <class Creator>
+    explicit PersistentPool(Creator&& creator, PersistentOptions options = {})
+        : creator_(detail::make_creator<Connection>(std::forward<Creator>(creator))),
+          options_(std::move(options)),
+          registry_(std::make_shared<Registry>()),
+          pool_id_(detail::next_pool_id()) {
+        detail::validate(static_cast<const SteadyOptions&>(options_));
+    }
+
+    PersistentPool(const PersistentPool&) = delete;
+    PersistentPool& operator=(const PersistentPool&) = delete;
+
+    /// Closes every thread's connection.
+    ~PersistentPool() { close(); }
+
+    /// This thread's connection, opened on first use; pinged per the ping bits. Throws
+    /// Error{pool_closed} or Error{connect_failed}.
+    handle_type connection() {
+        Slot* slot = find_slot();
+        int state = slot->state.load(std::memory_order_relaxed);
+        do {
+            if ((state & detail::persistent_closed_bit) != 0) throw closed_error();
+        } while (!slot->state.compare_exchange_weak(state, state + 1, std::memory_order_acquire,
+                                                    std::memory_order_relaxed));
+        handle_type handle(slot);
+        slot->steady->check_on_request();
+        return handle;
+    }
+
+    /// A new unpooled steady connection with the pool's creator and options.
+    std::unique_ptr<Steady> steady_connection() const {
+        return std::make_unique<Steady>(creator_, options_);
+    }
+
+    /// Closes every thread's connection (a connection in use is closed when its handle ends)
+    /// and refuses further requests. Idempotent; never throws.
+    void close() noexcept {
+        std::vector<std::shared_ptr<Slot>> closing;
+        {
+            std::lock_guard<std::mutex> lock(registry_->mutex);
+            if (registry_->closed) return;
+            registry_->closed = true;
+            for (const auto& slot : registry_->slots) {
+                if (slot->mark_closed()) closing.push_back(slot);
+            }
+            registry_->slots.clear();
+        }
+        for (const auto& slot : closing) slot->close_connection();  // network I/O: no lock held
+    }
+
+    /// How many thread connections are open right now.
+    std::size_t open_connections() const noexcept {
+        return registry_->open.load(std::memory_order_relaxed);
+    }
+
+    /// The validated options.
+    const PersistentOptions& options() const noexcept { return options_; }
+
+private:
+    Slot* find_slot() {
+        detail::AffinityEntry& cached = detail::affinity_entry(pool_id_);
+        if (cached.pool_id == pool_id_) return static_cast<Slot*>(cached.slot);
+        Slot* slot = find_or_open_slot();
+        cached = detail::AffinityEntry{pool_id_, slot};
+        return slot;
+    }
+
+    Slot* find_or_open_slot() {
+        thread_slots_guard();
+        auto& entries = thread_slots().entries;
+        for (const auto& entry : entries) {
+            if (entry.pool_id == pool_id_) return entry.slot.get();
+        }
+        {
+            std::lock_guard<std::mutex> lock(registry_->mutex);
+            if (registry_->closed) throw closed_error();
+        }
+        auto slot = std::make_shared<Slot>();
+        slot->registry = registry_;
+        slot->steady = std::make_unique<Steady>(creator_, options_);  // connects; may throw
+        {
+            std::lock_guard<std::mutex> lock(registry_->mutex);
+            if (registry_->closed) throw closed_error();  // the new connection closes on unwind
+            registry_->slots.push_back(slot);
+            registry_->open.fetch_add(1, std::memory_order_relaxed);
+        }
+        entries.push_back({pool_id_, slot});
+        return slot.get();
+    }
+
+    // The client library's per-thread state must outlive the thread's connections, and
+    // thread_local objects are destroyed in reverse order of construction: set it up first.
+    static void thread_slots_guard() {
+        thread_local const bool prepared = [] {
+            Traits::prepare_thread();
+            return true;
+        }();
+        (void)prepared;
+    }
+
+    static detail::ThreadSlots<Steady>& thread_slots() {
+        thread_local detail::ThreadSlots<Steady> slots;
+        return slots;
+    }
+
+    static Error closed_error() {
+        return Error(ErrorCode::pool_closed, "dbpool: the persistent pool is closed");
+    }
+
+    std::shared_ptr<const detail::Creator<Connection>> creator_;
+    PersistentOptions options_;
+    std::shared_ptr<Registry> registry_;
+    const std::uint64_t pool_id_;
+};
+
+}  // namespace dbpool

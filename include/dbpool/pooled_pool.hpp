@@ -1,0 +1,102 @@
+#pragma once
+
+#include <dbpool/connection_traits.hpp>
+#include <dbpool/detail/pooled_core.hpp>
+#include <dbpool/options.hpp>
+#include <dbpool/pool_stats.hpp>
+#include <dbpool/pooled_connection.hpp>
+#include <dbpool/steady_connection.hpp>
+
+#include <chrono>
+#include <memory>
+#include <utility>
+
+// The acquiring call site, recorded for leak reports at no cost (GCC and Clang builtins).
+#if defined(__GNUC__) || defined(__clang__)
+#define DBPOOL_CALLER_SITE \
+    ::dbpool::AcquireSite { __builtin_FILE(), __builtin_LINE() }
+#else
+#define DBPOOL_CALLER_SITE \
+    ::dbpool::AcquireSite {}
+#endif
+
+namespace dbpool {
+
+/// A pool of steady connections shared by all threads (DBUtils' PooledDB), with acquire
+/// timeouts, idle/lifetime/keepalive maintenance, leak detection and metrics.
+///
+/// Thread-safe. Not movable; keep it where its users can reach it (or in a shared_ptr).
+/// Destroying it closes it; connections still borrowed are closed when they come back.
+template <class Connection, class Clock = std::chrono::steady_clock>
+class PooledPool {
+    using Core = detail::PooledCore<Connection, Clock>;
+
+public:
+    /// The handle connection() returns.
+    using handle_type = PooledConnection<Connection, Clock>;
+    /// The protected connection type.
+    using steady_type = SteadyConnection<Connection, Clock>;
+
+    /// Validates the options and opens mincached connections; throws Error{invalid_options}
+    /// naming the field, or Error{connect_failed}.
+    template <class Creator>
+    explicit PooledPool(Creator&& creator, PoolOptions options = {})
+        : core_(new Core(std::forward<Creator>(creator), std::move(options))) {
+        try {
+            core_->start();
+        } catch (...) {
+            core_->close();
+            core_->release_owner();
+            throw;
+        }
+    }
+
+    PooledPool(const PooledPool&) = delete;
+    PooledPool& operator=(const PooledPool&) = delete;
+
+    /// Closes the pool (see close()).
+    ~PooledPool() {
+        core_->close();
+        core_->release_owner();
+    }
+
+    /// Borrows a connection; with `shareable` and a thread-safe-sharing connection type it may
+    /// be shared with other threads (maxshared). Throws Error{pool_exhausted} (non-blocking, at
+    /// the limit), Error{timeout}, Error{pool_closed} or Error{connect_failed}.
+    handle_type connection(bool shareable = true, AcquireSite site = DBPOOL_CALLER_SITE) {
+        if (shareable && core_->options().maxshared > 0) {
+            return handle_type(core_, &core_->acquire_shared(site), true);
+        }
+        return handle_type(core_, &core_->acquire(site), false);
+    }
+
+    /// Borrows a connection that is never shared.
+    handle_type dedicated_connection(AcquireSite site = DBPOOL_CALLER_SITE) {
+        return handle_type(core_, &core_->acquire(site), false);
+    }
+
+    /// A new unpooled steady connection with the pool's creator and options.
+    std::unique_ptr<steady_type> steady_connection() const {
+        return std::make_unique<steady_type>(creator(), core_->options().steady_options());
+    }
+
+    /// Refuses new requests, wakes waiters with Error{pool_closed} and closes idle connections;
+    /// borrowed ones are closed when returned. Idempotent.
+    void close() noexcept { core_->close(); }
+
+    /// A snapshot of the pool's counters.
+    PoolStats stats() const { return core_->stats(); }
+
+    /// One maintenance pass now (needed only with background_maintenance = false).
+    void run_maintenance() { core_->run_maintenance(); }
+
+    /// The validated options.
+    const PoolOptions& options() const noexcept { return core_->options(); }
+
+private:
+    auto creator() const { return core_->creator(); }
+
+    Core* core_;
+};
+
+}  // namespace dbpool
