@@ -39,16 +39,32 @@ if [ "$(id -u)" -ne 0 ]; then
     fi
 fi
 
-policy=/usr/sbin/policy-rc.d
+# invoke-rc.d consults /usr/sbin/policy-rc.d before starting a service; exit 101 means
+# "action forbidden". An existing policy that already forbids is kept; one that allows is put
+# aside for the install and restored afterwards. (DBPOOL_POLICY_RC_D only exists to test this.)
+policy=${DBPOOL_POLICY_RC_D:-/usr/sbin/policy-rc.d}
 created_policy=0
+saved_policy=""
 cleanup() {
     if [ "$created_policy" -eq 1 ]; then
         "${as_root[@]}" rm -f "$policy"
+        if [ -n "$saved_policy" ]; then
+            "${as_root[@]}" mv "$saved_policy" "$policy"
+        fi
     fi
 }
 trap cleanup EXIT
-if [ ! -e "$policy" ]; then
-    # invoke-rc.d consults this before starting a service; 101 means "action forbidden".
+existing_denies=0
+if [ -e "$policy" ]; then
+    policy_status=0
+    "$policy" mariadb start >/dev/null 2>&1 || policy_status=$?
+    if [ "$policy_status" -eq 101 ]; then existing_denies=1; fi
+fi
+if [ "$existing_denies" -eq 0 ]; then
+    if [ -e "$policy" ]; then
+        saved_policy="$policy.dbpool-saved"
+        "${as_root[@]}" mv "$policy" "$saved_policy"
+    fi
     printf '#!/bin/sh\n# Written by dbpool scripts/install-deps.sh: no service starts.\nexit 101\n' |
         "${as_root[@]}" tee "$policy" >/dev/null
     "${as_root[@]}" chmod 755 "$policy"
