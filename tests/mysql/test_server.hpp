@@ -1,0 +1,111 @@
+#pragma once
+
+// Finds the throwaway server started by scripts/mariadb.sh (the CTest fixture sets
+// DBPOOL_TEST_ENV_FILE to its DIR/env; DBPOOL_TEST_* variables in the environment also work).
+#include <dbpool/mysql/connect_options.hpp>
+#include <dbpool/mysql/connection.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include <unistd.h>
+
+namespace dbpool_test {
+
+struct TestServer {
+    std::string socket;
+    std::uint16_t port = 0;
+    std::string user;
+    std::string password;
+    std::string database;
+    std::string url;
+
+    // Options for TCP on 127.0.0.1 with short timeouts.
+    dbpool::mysql::ConnectOptions tcp() const {
+        dbpool::mysql::ConnectOptions options;
+        options.host = "127.0.0.1";
+        options.port = port;
+        options.user = user;
+        options.password = password;
+        options.database = database;
+        options.connect_timeout = std::chrono::seconds(3);
+        options.read_timeout = std::chrono::seconds(20);
+        options.write_timeout = std::chrono::seconds(20);
+        return options;
+    }
+
+    // Options for the unix socket.
+    dbpool::mysql::ConnectOptions unix_socket() const {
+        dbpool::mysql::ConnectOptions options = tcp();
+        options.host = "localhost";
+        options.unix_socket = socket;
+        return options;
+    }
+};
+
+inline const TestServer& test_server() {
+    static const TestServer server = [] {
+        std::map<std::string, std::string> values;
+        if (const char* path = std::getenv("DBPOOL_TEST_ENV_FILE")) {
+            std::ifstream in(path);
+            if (!in)
+                throw std::runtime_error(std::string("cannot read DBPOOL_TEST_ENV_FILE ") + path);
+            std::string line;
+            while (std::getline(in, line)) {
+                const auto eq = line.find('=');
+                if (eq != std::string::npos) values[line.substr(0, eq)] = line.substr(eq + 1);
+            }
+        }
+        for (const char* name :
+             {"DBPOOL_TEST_SOCKET", "DBPOOL_TEST_PORT", "DBPOOL_TEST_USER", "DBPOOL_TEST_PASSWORD",
+              "DBPOOL_TEST_DATABASE", "DBPOOL_TEST_URL"}) {
+            if (values.count(name) == 0) {
+                if (const char* value = std::getenv(name)) values[name] = value;
+            }
+        }
+        if (values["DBPOOL_TEST_PORT"].empty()) {
+            throw std::runtime_error(
+                "no test server: run `scripts/mariadb.sh start DIR` and set "
+                "DBPOOL_TEST_ENV_FILE=DIR/env (ctest does this through its fixture)");
+        }
+        TestServer result;
+        result.socket = values["DBPOOL_TEST_SOCKET"];
+        result.port = static_cast<std::uint16_t>(std::stoi(values["DBPOOL_TEST_PORT"]));
+        result.user = values["DBPOOL_TEST_USER"];
+        result.password = values["DBPOOL_TEST_PASSWORD"];
+        result.database = values["DBPOOL_TEST_DATABASE"];
+        result.url = values["DBPOOL_TEST_URL"];
+        return result;
+    }();
+    return server;
+}
+
+// Polls `condition` every 20 ms until it holds or `limit` passes; returns its last value.
+template <class Condition>
+bool eventually(Condition condition, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() >= deadline) return condition();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return true;
+}
+
+// Whether the server still lists connection `id` (SHOW PROCESSLIST through `admin`).
+inline bool server_has_connection(dbpool::mysql::Connection& admin, std::uint64_t id) {
+    return admin.query("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", id)
+               .scalar<int>() > 0;
+}
+
+// A table name unique to this process, so parallel ctest runs never collide.
+inline std::string unique_table(const std::string& stem) {
+    return stem + "_" + std::to_string(::getpid());
+}
+
+}  // namespace dbpool_test
