@@ -48,8 +48,10 @@ failed=0
 notes=()
 
 # Sanitizer runtime options: stop at the first report, with a stack; TSan reads the
-# suppressions for the uninstrumented client library (see tests/tsan.supp).
+# suppressions for the uninstrumented client library (tests/tsan.supp), LSan those for
+# deliberate leaks (tests/lsan.supp).
 export ASAN_OPTIONS="halt_on_error=1:abort_on_error=0:detect_leaks=1:print_stacktrace=1:strict_init_order=1"
+export LSAN_OPTIONS="suppressions=$repo/tests/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$repo/tests/tsan.supp"
 
