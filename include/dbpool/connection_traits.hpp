@@ -44,6 +44,12 @@ template <class C>
 struct has_rollback<C, std::void_t<decltype(std::declval<C&>().rollback())>> : std::true_type {};
 
 template <class, class = void>
+struct has_execute : std::false_type {};
+template <class C>
+struct has_execute<C, std::void_t<decltype(std::declval<C&>().execute(std::declval<const std::string&>()))>>
+    : std::true_type {};
+
+template <class, class = void>
 struct has_in_transaction : std::false_type {};
 template <class C>
 struct has_in_transaction<C, std::void_t<decltype(bool(std::declval<const C&>().in_transaction()))>>
@@ -158,7 +164,14 @@ struct ConnectionTraits {
 
     /// Runs one setsession statement (e.g. "SET time_zone = '+00:00'").
     static void run_session_statement(Connection& connection, const std::string& sql) {
-        connection.execute(sql);
+        if constexpr (detail::has_execute<Connection>::value) {
+            connection.execute(sql);
+        } else {
+            throw Error(ErrorCode::invalid_options,
+                        "dbpool: setsession needs a connection type with execute(const "
+                        "std::string&), or a ConnectionTraits specialisation (statement: " +
+                            sql + ")");
+        }
     }
 
     /// What the server says about an open transaction (no round trip expected).

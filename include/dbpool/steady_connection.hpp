@@ -134,13 +134,16 @@ public:
     }
 
     /// Ping bit 1: pools call this when they hand the connection out.
-    void check_on_request() {
+    void check_on_request() { check_on_request(Clock::now()); }
+
+    /// Ping bit 1, with the caller's idea of the current time (pools pass a cheap one).
+    void check_on_request(TimePoint now) {
         Lock lock(mutex_);
         if (!connection_) {
             open();
             return;
         }
-        if ((options_.ping & Ping::on_request) != 0) ping_check();
+        if ((options_.ping & Ping::on_request) != 0) ping_check(now);
     }
 
     /// Closes the connection and opens a new one through the creator.
@@ -269,11 +272,11 @@ private:
             open();
             return;
         }
-        if ((options_.ping & ping_bit) != 0) ping_check();
+        if ((options_.ping & ping_bit) != 0) ping_check(Clock::now());
     }
 
-    void ping_check() {
-        if (options_.ping_bypass.count() > 0 && Clock::now() - last_success_ < options_.ping_bypass) {
+    void ping_check(TimePoint now) {
+        if (options_.ping_bypass.count() > 0 && now - last_success_ < options_.ping_bypass) {
             return;  // used successfully a moment ago: a round trip would tell us nothing new
         }
         if (Traits::ping(*connection_)) {

@@ -14,7 +14,7 @@ namespace dbpool::detail {
 enum SlotState : int {
     slot_empty = 0,      // no connection; capacity may be reused
     slot_idle = 1,       // open, claimable by anyone
-    slot_returning = 2,  // just returned; claimable by borrowers, not yet by close/maintenance
+    slot_returning = 2,  // just returned; only its returner may move it on (to idle or in_use)
     slot_in_use = 3,     // owned by a borrower (or by the thread creating its connection)
     slot_reserved = 4,   // owned by maintenance or close()
 };
@@ -46,16 +46,7 @@ struct PoolSlot {
 
     int share_count = 0;  // guarded by the pool mutex
 
-    bool try_claim() noexcept {
-        int current = state.load(std::memory_order_relaxed);
-        while (current == slot_idle || current == slot_returning) {
-            if (state.compare_exchange_weak(current, slot_in_use, std::memory_order_acq_rel,
-                                            std::memory_order_relaxed)) {
-                return true;
-            }
-        }
-        return false;
-    }
+    bool try_claim() noexcept { return try_transition(slot_idle, slot_in_use); }
 
     bool try_transition(int from, int to) noexcept {
         return state.compare_exchange_strong(from, to, std::memory_order_acq_rel,

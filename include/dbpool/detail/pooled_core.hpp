@@ -81,9 +81,7 @@ public:
             }
             put_idle(*slot);
         }
-        if (options_.background_maintenance && needs_maintenance()) {
-            maintenance_ = std::thread([this] { maintenance_loop(); });
-        }
+        if (options_.background_maintenance) start_maintenance_thread();
     }
 
     const PoolOptions& options() const noexcept { return options_; }
@@ -141,7 +139,7 @@ public:
 
     // Returns a borrowed slot; `discard` closes its connection. Never throws.
     void give_back(Slot& slot, bool discard) noexcept {
-        const TimePoint now = Clock::now();
+        const TimePoint now = time_now();
         account_usage(slot, now);
         if (!discard) discard = !prepare_for_idle(slot, now);
         if (discard) {
@@ -151,16 +149,18 @@ public:
         slot.publish(slot.idle_since, now);
         if (fast_release_ && waiters_.load(std::memory_order_seq_cst) == 0) {
             // Announce the slot, then look for anyone who needs it (Dekker-style: a waiter
-            // registers before scanning, so one of the two always sees the other).
+            // registers before scanning, so one of the two always sees the other). While the
+            // slot is `returning` nobody else may take it, so close() cannot free the pool
+            // under our feet, and the final store needs no compare-and-swap.
             slot.state.store(slot_returning, std::memory_order_seq_cst);
             const bool attention = waiters_.load(std::memory_order_seq_cst) != 0 ||
                                    closed_.load(std::memory_order_seq_cst);
             if (!attention) {
                 affinity_entry(pool_id_) = AffinityEntry{pool_id_, &slot};
-                slot.try_transition(slot_returning, slot_idle);
-                return;  // the pool may be gone from here on only if our slot was taken over
+                slot.state.store(slot_idle, std::memory_order_release);
+                return;  // from here on the pool may be gone
             }
-            if (!slot.try_transition(slot_returning, slot_in_use)) return;  // a borrower took it
+            slot.state.store(slot_in_use, std::memory_order_relaxed);  // before taking the lock
         }
         std::unique_lock<std::mutex> lock(mutex_);
         release_locked(slot, lock);
@@ -357,7 +357,7 @@ private:
     // Finishes a hand-out outside the lock: opens a reserved slot, retires an expired one, and
     // pings (bit 1). False means the slot was retired and the caller should try again.
     bool hand_out(Slot& slot, AcquireSite site) {
-        const TimePoint now = Clock::now();
+        const TimePoint now = time_now();
         if (!slot.steady) {
             open_slot(slot);
         } else if (lifetime_over(slot, now)) {
@@ -365,7 +365,7 @@ private:
             return false;
         } else {
             try {
-                slot.steady->check_on_request();
+                slot.steady->check_on_request(now);
             } catch (...) {
                 retire(slot);
                 throw;
@@ -407,6 +407,11 @@ private:
 
     Slot* claim_idle_locked() noexcept {
         for (const auto& slot : slots_) {
+            // A returning slot is a few instructions from idle (or from being handed to us by
+            // its returner, which leaves `returning` before it takes the lock we hold).
+            while (slot->state.load(std::memory_order_acquire) == slot_returning) {
+                std::this_thread::yield();
+            }
             if (slot->try_claim()) return slot.get();
         }
         return nullptr;
@@ -601,10 +606,21 @@ private:
 
     // --- maintenance -----------------------------------------------------------------------
 
-    bool needs_maintenance() const noexcept {
-        return options_.mincached > 0 || options_.idle_timeout.count() > 0 ||
-               options_.max_lifetime.count() > 0 || options_.keepalive_interval.count() > 0 ||
-               options_.leak_threshold.count() > 0;
+    // The hot path must not pay for a clock read (~30 ns, several times an uncontended mutex),
+    // so the maintenance thread publishes a coarse time every tick; without that thread (tests
+    // with a manual clock) the exact clock is read instead.
+    TimePoint time_now() const noexcept {
+        if (!ticking_) return Clock::now();
+        return TimePoint(typename Clock::duration(coarse_now_.load(std::memory_order_relaxed)));
+    }
+
+    void publish_time() noexcept {
+        coarse_now_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    }
+
+    std::chrono::milliseconds tick() const noexcept {
+        using std::chrono::milliseconds;
+        return std::clamp(options_.ping_bypass / 20, milliseconds(1), milliseconds(25));
     }
 
     std::chrono::milliseconds maintenance_interval() const noexcept {
@@ -618,11 +634,24 @@ private:
         return std::max(interval, milliseconds(10));
     }
 
+    void start_maintenance_thread() {
+        publish_time();
+        ticking_ = true;
+        maintenance_ = std::thread([this] { maintenance_loop(); });
+    }
+
     void maintenance_loop() noexcept {
+        const auto period = maintenance_interval();
+        auto next_pass = WaitClock::now() + period;
         std::unique_lock<std::mutex> lock(mutex_);
         while (!closed_.load()) {
-            maintenance_wake_.wait_for(lock, maintenance_interval());
+            const bool woken = maintenance_wake_.wait_for(lock, tick()) == std::cv_status::no_timeout;
+            publish_time();
             if (closed_.load()) break;
+            // A freed slot wakes us so that mincached is refilled promptly.
+            const bool refill = woken && open_ < options_.mincached;
+            if (!refill && WaitClock::now() < next_pass) continue;
+            next_pass = WaitClock::now() + period;
             lock.unlock();
             try {
                 run_maintenance();
@@ -654,7 +683,7 @@ private:
 
     // Makes a slot owned by maintenance or start-up available (or hands it to a waiter).
     void put_idle(Slot& slot) noexcept {
-        slot.publish(slot.idle_since, Clock::now());
+        slot.publish(slot.idle_since, time_now());
         slot.publish(slot.opened_at, slot.steady->opened_at());
         std::unique_lock<std::mutex> lock(mutex_);
         release_locked(slot, lock);
@@ -744,9 +773,7 @@ private:
         open_ = 0;
         if (maintenance_.joinable()) maintenance_.detach();  // that thread exists in the parent only
         fork_generation_ = fork_generation();
-        if (options_.background_maintenance && needs_maintenance() && !closed_.load()) {
-            maintenance_ = std::thread([this] { maintenance_loop(); });
-        }
+        if (options_.background_maintenance && !closed_.load()) start_maintenance_thread();
     }
 
     static Error closed_error() {
@@ -758,10 +785,12 @@ private:
     SteadyOptions steady_options_;
     const std::uint64_t pool_id_;
     bool fast_release_ = true;
+    bool ticking_ = false;  // set before the maintenance thread starts, then read-only
     unsigned fork_generation_ = 0;
 
     alignas(64) std::atomic<int> waiters_{0};
     std::atomic<bool> closed_{false};
+    std::atomic<std::int64_t> coarse_now_{0};  // Clock ticks, published by maintenance
 
     alignas(64) mutable std::mutex mutex_;
     std::vector<std::unique_ptr<Slot>> slots_;  // never shrinks: slots are reused, not freed
