@@ -1,6 +1,7 @@
 #pragma once
 
 #include <dbpool/connection_traits.hpp>
+#include <dbpool/detail/cheap_clock.hpp>
 #include <dbpool/detail/creator.hpp>
 #include <dbpool/detail/no_mutex.hpp>
 #include <dbpool/detail/validate_options.hpp>
@@ -134,7 +135,7 @@ public:
     }
 
     /// Ping bit 1: pools call this when they hand the connection out.
-    void check_on_request() { check_on_request(Clock::now()); }
+    void check_on_request() { check_on_request(detail::cheap_now<Clock>()); }
 
     /// Ping bit 1, with the caller's idea of the current time (pools pass a cheap one).
     void check_on_request(TimePoint now) {
@@ -272,7 +273,7 @@ private:
             open();
             return;
         }
-        if ((options_.ping & ping_bit) != 0) ping_check(Clock::now());
+        if ((options_.ping & ping_bit) != 0) ping_check(detail::cheap_now<Clock>());
     }
 
     void ping_check(TimePoint now) {
@@ -299,7 +300,7 @@ private:
     }
 
     void touch() {
-        if (options_.ping_bypass.count() > 0) last_success_ = Clock::now();
+        if (options_.ping_bypass.count() > 0) last_success_ = detail::cheap_now<Clock>();
     }
 
     Failure classify(const std::exception& error) const {
