@@ -76,9 +76,10 @@ public:
     template <class... Args>
     decltype(auto) prepare(Args&&... args) {
         Lock lock(mutex_);
-        return guarded(Ping::on_cursor, [&](Connection& c) -> decltype(auto) {
+        auto statement = [&](Connection& c) -> decltype(auto) {
             return c.prepare(std::forward<Args>(args)...);
-        });
+        };
+        return guarded(Ping::on_cursor, statement);
     }
 
     /// Starts a transaction; until commit() or rollback() the connection is never replaced
