@@ -347,6 +347,11 @@ private:
         } catch (const std::exception& error) {
             throw Error(ErrorCode::connect_failed,
                         std::string("dbpool: could not open a connection: ") + error.what());
+        } catch (...) {
+            // Pools catch std::exception to free the slot; anything else would leak capacity.
+            throw Error(ErrorCode::connect_failed,
+                        "dbpool: could not open a connection: the creator threw an exception not "
+                        "derived from std::exception");
         }
         if (!fresh) {
             throw Error(ErrorCode::connect_failed, "dbpool: the creator returned no connection");
