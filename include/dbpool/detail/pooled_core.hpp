@@ -124,7 +124,9 @@ public:
         Slot& slot = acquire(site);
         std::lock_guard<std::mutex> lock(mutex_);
         slot.share_count = 1;
-        shared_.push_back(&slot);
+        // When every shared connection is inside a transaction (or another thread filled the
+        // shared set meanwhile), this one is used alone: sharing it would exceed maxshared.
+        if (static_cast<int>(shared_.size()) < options_.maxshared) shared_.push_back(&slot);
         return slot;
     }
 
