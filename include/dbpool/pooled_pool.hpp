@@ -12,9 +12,16 @@
 #include <utility>
 
 // The acquiring call site, recorded for leak reports at no cost (GCC and Clang builtins).
+// The builtins must be default arguments of a function called from a default argument: GCC
+// evaluates them in a braced initializer at the declaration, not at the caller.
 #if defined(__GNUC__) || defined(__clang__)
-#define DBPOOL_CALLER_SITE \
-    ::dbpool::AcquireSite { __builtin_FILE(), __builtin_LINE() }
+namespace dbpool::detail {
+inline AcquireSite caller_site(const char* file = __builtin_FILE(),
+                               int line = __builtin_LINE()) noexcept {
+    return AcquireSite{file, line};
+}
+}  // namespace dbpool::detail
+#define DBPOOL_CALLER_SITE ::dbpool::detail::caller_site()
 #else
 #define DBPOOL_CALLER_SITE \
     ::dbpool::AcquireSite {}
