@@ -144,6 +144,7 @@ public:
         const TimePoint now = time_now();
         account_usage(slot, now);
         if (!discard) discard = !prepare_for_idle(slot, now);
+        count_reconnects(slot);  // after the reset, which may itself have reconnected
         if (discard) {
             retire(slot);
             return;
@@ -376,7 +377,6 @@ private:
         slot.site = site;
         slot.site_file.store(site.file, std::memory_order_relaxed);
         slot.site_line.store(site.line, std::memory_order_relaxed);
-        slot.connects_seen = slot.steady->connects();
         slot.publish(slot.acquired_at, now);
         Slot::add_relaxed(slot.acquisitions, 1);
         return true;
@@ -396,6 +396,7 @@ private:
             finish_release();
             throw;
         }
+        slot.connects_seen = slot.steady->connects();
         slot.lifetime.store(jittered_lifetime_ticks(), std::memory_order_relaxed);
         slot.publish(slot.opened_at, slot.steady->opened_at());
         {
@@ -497,12 +498,17 @@ private:
             report.returned = true;
             report_leak(report);
         }
-        if (slot.steady) {
-            const std::uint64_t connects = slot.steady->connects();
-            if (connects != slot.connects_seen) {
-                reconnects_.fetch_add(connects - slot.connects_seen, std::memory_order_relaxed);
-            }
+    }
+
+    // Reconnects since the slot was opened or last returned: those of the borrower, of the
+    // hand-out ping and of the reset on return.
+    void count_reconnects(Slot& slot) noexcept {
+        if (!slot.steady) return;
+        const std::uint64_t connects = slot.steady->connects();
+        if (connects != slot.connects_seen) {
+            reconnects_.fetch_add(connects - slot.connects_seen, std::memory_order_relaxed);
         }
+        slot.connects_seen = connects;
     }
 
     // Resets the connection per policy; false when it must be closed instead.
