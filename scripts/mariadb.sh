@@ -61,8 +61,8 @@ free_port() {
 print(s.getsockname()[1]); s.close()'
         return
     fi
-    local port tries
-    for tries in $(seq 1 200); do
+    local port _
+    for _ in $(seq 1 200); do
         port=$((20000 + RANDOM % 20000))
         if ! ss -ltn "sport = :$port" 2>/dev/null | grep -q LISTEN; then
             echo "$port"
@@ -72,8 +72,9 @@ print(s.getsockname()[1]); s.close()'
     die "no free port found"
 }
 
-client() {
-    mariadb --no-defaults --protocol=socket --socket="$DIR/mysqld.sock" -uroot "$@"
+# Runs SQL from stdin as root over the socket.
+client_script() {
+    mariadb --no-defaults --protocol=socket --socket="$DIR/mysqld.sock" -uroot
 }
 
 server_answers() {
@@ -82,7 +83,7 @@ server_answers() {
 }
 
 server_pid() {
-    [[ -f $DIR/mysqld.pid ]] && cat "$DIR/mysqld.pid" 2>/dev/null || true
+    if [[ -f $DIR/mysqld.pid ]]; then cat "$DIR/mysqld.pid" 2>/dev/null || true; fi
 }
 
 launch() {
@@ -155,7 +156,7 @@ start() {
             die "mariadb-install-db failed (see $DIR/install.log)"
         }
     launch
-    client <<SQL
+    client_script <<SQL
 CREATE DATABASE IF NOT EXISTS \`$TEST_DATABASE\`;
 CREATE USER IF NOT EXISTS '$TEST_USER'@'localhost' IDENTIFIED BY '$TEST_PASSWORD';
 CREATE USER IF NOT EXISTS '$TEST_USER'@'127.0.0.1' IDENTIFIED BY '$TEST_PASSWORD';
