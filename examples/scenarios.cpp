@@ -55,8 +55,9 @@ struct Outcome {
     std::uint64_t errors = 0;
 };
 
-// One request: look one row up by primary key.
-void request(Connection& connection, int id) {
+// One request: look one row up by primary key (on a raw or a dbpool-protected connection).
+template <class AnyConnection>
+void request(AnyConnection& connection, int id) {
     const auto rows = connection.query(select_sql, id);
     if (rows.size() != 1) throw std::runtime_error("row not found");
 }
@@ -195,7 +196,7 @@ int main(int argc, char** argv) {
                 outcomes.push_back(
                     measure("persistent", threads, settings.seconds, admin, [&](int id) {
                         auto connection = pool.connection();
-                        request(connection->raw(), id);
+                        request(*connection, id);
                     }));
             }
 
@@ -207,7 +208,7 @@ int main(int argc, char** argv) {
                                                     pool_options);
                 outcomes.push_back(measure("pooled", threads, settings.seconds, admin, [&](int id) {
                     auto connection = pool.connection();
-                    request(connection->raw(), id);
+                    request(*connection, id);
                 }));
             }
         }
