@@ -17,6 +17,7 @@ enum class ErrorCode {
     connection_lost,   ///< The connection broke; it has been replaced or closed.
     transaction_lost,  ///< The connection broke inside a transaction; the server rolled it back.
     database,          ///< The database rejected a statement (native number and SQLSTATE kept).
+    usage,             ///< The program misused the API (e.g. NULL read into a non-optional).
 };
 
 /// Short stable name of an error code, e.g. "pool_exhausted".
@@ -31,6 +32,7 @@ inline const char* to_string(ErrorCode code) noexcept {
         case ErrorCode::connection_lost: return "connection_lost";
         case ErrorCode::transaction_lost: return "transaction_lost";
         case ErrorCode::database: return "database";
+        case ErrorCode::usage: return "usage";
     }
     return "unknown";
 }

@@ -79,6 +79,13 @@ TEST_CASE("ResultSet reports NULL, range and conversion errors clearly", "[mysql
     CHECK_THAT(error_of([&] { (void)big[1].get<std::int64_t>(0); }), Catch::Contains("range"));
     CHECK(big[1].get<std::uint64_t>(0) == (std::uint64_t{1} << 63));
     CHECK(big[0].get<std::uint16_t>(0) == 300);
+
+    try {
+        (void)rows[0].get<std::string>("note");
+        FAIL("NULL read into a non-optional");
+    } catch (const Error& error) {
+        CHECK(error.code() == dbpool::ErrorCode::usage);  // a program error, not the server's
+    }
 }
 
 TEST_CASE("ResultSet converts bool and blobs", "[mysql][result]") {

@@ -83,7 +83,7 @@ inline Error make_error(const char* what, unsigned number, const char* sqlstate,
 
 // A usage error detected on the client side (wrong argument count, bad conversion, ...).
 [[noreturn]] inline void raise_usage(const std::string& message) {
-    throw Error(ErrorCode::database, "mysql: " + message);
+    throw Error(ErrorCode::usage, "mysql: " + message);
 }
 
 }  // namespace detail

@@ -40,7 +40,7 @@ struct is_optional<std::optional<T>> : std::true_type {};
 
 template <class T>
 [[noreturn]] void conversion_error(const std::string& column, const char* why) {
-    throw Error(ErrorCode::database, "mysql: column '" + column + "' " + why);
+    throw Error(ErrorCode::usage, "mysql: column '" + column + "' " + why);
 }
 
 template <class T>
@@ -207,13 +207,13 @@ public:
         for (std::size_t i = 0; i < columns_.size(); ++i) {
             if (columns_[i] == name) return i;
         }
-        throw Error(ErrorCode::database,
+        throw Error(ErrorCode::usage,
                     "mysql: the result has no column '" + std::string(name) + "'");
     }
     /// Row `index`; throws Error when out of range.
     Row row(std::size_t index) const {
         if (index >= size()) {
-            throw Error(ErrorCode::database, "mysql: row " + std::to_string(index) +
+            throw Error(ErrorCode::usage, "mysql: row " + std::to_string(index) +
                                                  " out of range (" + std::to_string(size()) +
                                                  " rows)");
         }
@@ -264,7 +264,7 @@ private:
 
 inline const Cell& Row::cell(std::size_t index) const {
     if (index >= set_->columns_.size()) {
-        throw Error(ErrorCode::database, "mysql: column " + std::to_string(index) +
+        throw Error(ErrorCode::usage, "mysql: column " + std::to_string(index) +
                                              " out of range (" +
                                              std::to_string(set_->columns_.size()) + " columns)");
     }
