@@ -22,7 +22,7 @@ struct Ping {
 
 /// What a pool does to a connection when it comes back.
 enum class Reset {
-    none,      ///< Nothing; the next borrower inherits any open transaction (not recommended).
+    none,      ///< Nothing is sent; a connection returned inside a transaction is closed instead.
     rollback,  ///< Roll back when a transaction is open (begin() or server status); else free.
     always,    ///< Roll back on every return, one round trip each (DBUtils' reset=True).
     full,      ///< Full session reset (MySQL COM_RESET_CONNECTION), then setsession again.

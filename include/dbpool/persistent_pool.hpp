@@ -51,8 +51,22 @@ struct PersistentSlot {
     }
 
     void close_connection() noexcept {
+        const bool was_open = steady && steady->is_open();
         steady.reset();
-        if (auto shared = registry.lock()) shared->open.fetch_sub(1, std::memory_order_relaxed);
+        count_change(was_open, false);
+    }
+
+    // Keeps the registry's count of open connections right when a closeable connection is
+    // closed by its handle and reopened by the next connection() call.
+    void count_change(bool was_open, bool is_open) noexcept {
+        if (was_open == is_open) return;
+        if (auto shared = registry.lock()) {
+            if (is_open) {
+                shared->open.fetch_add(1, std::memory_order_relaxed);
+            } else {
+                shared->open.fetch_sub(1, std::memory_order_relaxed);
+            }
+        }
     }
 };
 
@@ -142,7 +156,9 @@ public:
     /// PersistentDB ignores close() otherwise, rolling back an open transaction). Never throws.
     void close() noexcept {
         if (slot_ == nullptr) return;
+        const bool was_open = slot_->steady->is_open();
         slot_->steady->close();
+        slot_->count_change(was_open, slot_->steady->is_open());
         release();
     }
 
@@ -206,7 +222,9 @@ public:
         } while (!slot->state.compare_exchange_weak(state, state + 1, std::memory_order_acquire,
                                                     std::memory_order_relaxed));
         handle_type handle(slot);
-        slot->steady->check_on_request();
+        const bool was_open = slot->steady->is_open();
+        slot->steady->check_on_request();  // reopens after a closeable close()
+        if (!was_open) slot->count_change(false, slot->steady->is_open());
         return handle;
     }
 

@@ -13,6 +13,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -132,7 +133,17 @@ public:
 
     /// True after begin() until commit()/rollback(), or while the server reports an open one.
     bool in_transaction() const noexcept {
+        Lock lock(mutex_);
         return transaction_ || (connection_ && Traits::in_transaction(*connection_));
+    }
+
+    /// in_transaction(), or nothing when another thread sharing the connection is using it
+    /// right now (never waits: pools call this under their own lock).
+    std::optional<bool> in_transaction_if_free() const noexcept {
+        std::unique_lock<detail::MaybeMutex<Traits::thread_safe_sharing>> lock(mutex_,
+                                                                                std::try_to_lock);
+        if (!lock.owns_lock()) return std::nullopt;
+        return in_transaction();
     }
 
     /// Ping bit 1: pools call this when they hand the connection out.

@@ -95,8 +95,10 @@ TEST_CASE_METHOD(PersistentFixture, "persistent: handle.close() honours closeabl
         const int id = handle->raw().id();
         handle.close();
         CHECK(db->closes() == 1);
+        CHECK(pool->open_connections() == 0);
         CHECK(id_on_this_thread(*pool) != id);
         CHECK(db->opens() == 2);
+        CHECK(pool->open_connections() == 1);
     }
 }
 

@@ -8,6 +8,7 @@ namespace dbpool::detail {
 // Connections that are never shared between threads need no lock; this costs nothing.
 struct NoMutex {
     void lock() noexcept {}
+    bool try_lock() noexcept { return true; }
     void unlock() noexcept {}
 };
 

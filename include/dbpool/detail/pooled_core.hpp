@@ -109,7 +109,9 @@ public:
             if (static_cast<int>(shared_.size()) >= options_.maxshared) {
                 Slot* least = nullptr;
                 for (Slot* candidate : shared_) {
-                    if (candidate->steady->in_transaction()) continue;
+                    // A connection busy in another thread's statement is skipped rather than
+                    // waited for: no network I/O, not even someone else's, under the pool lock.
+                    if (candidate->steady->in_transaction_if_free() != false) continue;
                     if (least == nullptr || candidate->share_count < least->share_count) {
                         least = candidate;
                     }
