@@ -3,6 +3,7 @@
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/detail/affinity.hpp>
 #include <dbpool/detail/creator.hpp>
+#include <dbpool/detail/fork_generation.hpp>
 #include <dbpool/detail/validate_options.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
@@ -33,9 +34,25 @@ struct PersistentSlot;
 template <class Steady>
 struct PersistentRegistry {
     std::mutex mutex;
+    ForkLockRegistration fork_lock{mutex};
     std::vector<std::shared_ptr<PersistentSlot<Steady>>> slots;
     bool closed = false;
     std::atomic<std::size_t> open{0};
+    std::atomic<unsigned> fork_generation{detail::fork_generation()};
+
+    // In a child after fork(): every inherited connection uses the parent's socket. Forget them
+    // without sending anything; this thread's reopens on its next use.
+    void check_fork() noexcept {
+        const unsigned now = detail::fork_generation();
+        if (fork_generation.load(std::memory_order_relaxed) == now) return;
+        std::lock_guard<std::mutex> lock(mutex);
+        if (fork_generation.load(std::memory_order_relaxed) == now) return;
+        for (const auto& slot : slots) {
+            if (slot->steady) slot->steady->abandon();
+        }
+        open.store(0, std::memory_order_relaxed);
+        fork_generation.store(now, std::memory_order_relaxed);
+    }
 };
 
 template <class Steady>
@@ -215,6 +232,7 @@ public:
     /// This thread's connection, opened on first use; pinged per the ping bits. Throws
     /// Error{pool_closed} or Error{connect_failed}.
     handle_type connection() {
+        registry_->check_fork();
         Slot* slot = find_slot();
         int state = slot->state.load(std::memory_order_relaxed);
         do {
@@ -236,6 +254,7 @@ public:
     /// Closes every thread's connection (a connection in use is closed when its handle ends)
     /// and refuses further requests. Idempotent; never throws.
     void close() noexcept {
+        registry_->check_fork();  // a child must not close the parent's connections
         std::vector<std::shared_ptr<Slot>> closing;
         {
             std::lock_guard<std::mutex> lock(registry_->mutex);

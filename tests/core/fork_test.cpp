@@ -5,7 +5,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <memory>
+#include <thread>
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,4 +54,49 @@ TEST_CASE("fork: the child opens its own connections and leaves the parent's alo
     handle->execute("in the parent");
     CHECK(handle->raw().id() <= 2);
     CHECK(db->opens() == 2);
+}
+
+TEST_CASE("fork: a child never inherits a pool lock held by another thread", "[fork]") {
+    auto db = std::make_shared<FakeDatabase>();
+    db->set_logging(false);
+    auto options = test_options();
+    options.maxconnections = 2;
+    options.blocking = true;
+    dbpool::PooledPool<FakeConnection> pool(FakeDatabase::creator<FakeConnection>(db), options);
+
+    // Another thread takes the pool lock as often as it can (slow-path acquires and stats()).
+    std::atomic<bool> stop{false};
+    std::thread hammer([&] {
+        for (int i = 0; i < 1000000 && !stop.load(); ++i) {
+            auto first = pool.connection();
+            auto second = pool.connection();  // the second one misses the fast path
+            (void)pool.stats();
+        }
+    });
+    int hung = 0;
+    int failed = 0;
+    for (int round = 0; round < 40; ++round) {
+        const pid_t child = fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            alarm(5);  // a child stuck on an inherited lock dies of SIGALRM instead of hanging
+            int code = 0;
+            try {
+                auto handle = pool.connection();
+                handle->execute("in the child");
+                (void)pool.stats();
+            } catch (...) {
+                code = 1;
+            }
+            _exit(code);
+        }
+        int status = 0;
+        REQUIRE(waitpid(child, &status, 0) == child);
+        if (WIFSIGNALED(status)) ++hung;
+        if (WIFEXITED(status) && WEXITSTATUS(status) != 0) ++failed;
+    }
+    stop = true;
+    hammer.join();
+    CHECK(hung == 0);
+    CHECK(failed == 0);
 }

@@ -1000,10 +1000,10 @@ TEST_CASE("a pool used in a forked child leaves the parent's connection intact",
     CHECK(after_id == parent_id);
 }
 
-// The pool's mutex is not prepared for fork(): when another thread holds it at the moment of
-// the fork, the child inherits it locked and its first use of the pool blocks forever.
+// When another thread holds a pool's mutex at the moment of fork(), the child must not inherit
+// it locked (pools hold their mutexes across fork() through pthread_atfork).
 TEST_CASE("fork while another thread uses the pool: the child must not hang",
-          "[faults][fork][!mayfail]") {
+          "[faults][fork]") {
 #ifdef DBPOOL_FAULTS_TSAN
     WARN("skipped under TSan (see the previous fork test)");
     return;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <thread>
 
 namespace dbpool::detail {
 
@@ -29,6 +30,7 @@ struct PoolSlot {
     // Touched by the owner only.
     std::uint64_t connects_seen = 0;  // to count reconnects that happened while borrowed
     AcquireSite site{};
+    std::thread::id owner{};  // the borrowing thread, to tell its slots apart after fork()
 
     // Maintenance reads these while a borrower may own the slot, so they are atomics; the owner
     // is the only writer, so plain loads and stores suffice (no read-modify-write on the hot

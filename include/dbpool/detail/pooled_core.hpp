@@ -56,7 +56,6 @@ public:
         // Returns may skip the lock only when maxcached can never be exceeded by them.
         fast_release_ = options_.maxcached == 0 ||
                         (options_.maxconnections > 0 && options_.maxcached >= options_.maxconnections);
-        register_fork_handler();
         fork_generation_ = fork_generation();
         backoff_ = options_.connect_backoff_min;
     }
@@ -172,6 +171,11 @@ public:
     }
 
     void close() noexcept {
+        try {
+            check_fork();  // a child must not close the parent's connections
+        } catch (...) {
+            // Only the maintenance thread's restart can throw; closing goes on without it.
+        }
         if (closed_.exchange(true, std::memory_order_seq_cst)) return;
         std::vector<Slot*> idle;
         {
@@ -377,6 +381,7 @@ private:
             }
         }
         slot.site = site;
+        slot.owner = std::this_thread::get_id();
         slot.site_file.store(site.file, std::memory_order_relaxed);
         slot.site_line.store(site.line, std::memory_order_relaxed);
         slot.publish(slot.acquired_at, now);
@@ -769,18 +774,27 @@ private:
     }
 
     // In a child after fork(): forget every inherited connection without sending a byte.
+    // Only the forking thread exists in the child: its own borrowed connections stay borrowed
+    // (they reopen on next use), every other slot and waiter belonged to a thread that is gone.
     void check_fork() {
         if (fork_generation() == fork_generation_) return;
         std::lock_guard<std::mutex> lock(mutex_);
         if (fork_generation() == fork_generation_) return;
+        const auto me = std::this_thread::get_id();
+        open_ = 0;
         for (const auto& slot : slots_) {
             if (slot->steady) slot->steady->abandon();
+            if (slot->state.load(std::memory_order_relaxed) == slot_in_use && slot->owner == me) {
+                ++open_;
+                continue;
+            }
             slot->steady.reset();
             slot->share_count = 0;
             slot->state.store(slot_empty, std::memory_order_relaxed);
         }
         shared_.clear();
-        open_ = 0;
+        waiting_.clear();
+        waiters_.store(0, std::memory_order_relaxed);
         if (maintenance_.joinable()) maintenance_.detach();  // that thread exists in the parent only
         fork_generation_ = fork_generation();
         if (options_.background_maintenance && !closed_.load()) start_maintenance_thread();
@@ -803,6 +817,7 @@ private:
     std::atomic<std::int64_t> coarse_now_{0};  // Clock ticks, published by maintenance
 
     alignas(64) mutable std::mutex mutex_;
+    ForkLockRegistration fork_lock_{mutex_};
     std::vector<std::unique_ptr<Slot>> slots_;  // never shrinks: slots are reused, not freed
     std::deque<Waiter*> waiting_;               // FIFO: first come, first served
     std::vector<Slot*> shared_;
