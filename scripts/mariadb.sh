@@ -97,7 +97,8 @@ launch() {
         --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
         --log-error="$DIR/error.log" --innodb-buffer-pool-size=32M \
         --innodb-log-file-size=16M --performance-schema=OFF --max-connections=500 \
-        --skip-log-bin --tmpdir="$DIR/tmp" </dev/null >>"$DIR/server.out" 2>&1 &
+        --skip-log-bin --tmpdir="$DIR/tmp" \
+        --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci </dev/null >>"$DIR/server.out" 2>&1 &
     local deadline=$((SECONDS + START_WAIT_SECONDS))
     until server_answers; do
         if ((SECONDS >= deadline)); then

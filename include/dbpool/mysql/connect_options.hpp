@@ -137,8 +137,10 @@ inline ConnectOptions ConnectOptions::from_url(std::string_view url) {
     }
     options.database = std::move(parts.database);
 
-    for (auto& [raw_name, value] : parts.parameters) {
-        std::string name = detail::lower_ascii(raw_name);
+    for (auto& parameter : parts.parameters) {
+        // A named reference, not a structured binding: C++17 lambdas cannot capture those.
+        const std::string& value = parameter.second;
+        std::string name = detail::lower_ascii(parameter.first);
         std::replace(name.begin(), name.end(), '-', '_');
         const auto seconds = [&](const char* what) {
             return std::chrono::seconds(detail::parse_unsigned(value, 86400 * 365, what));
