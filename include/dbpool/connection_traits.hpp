@@ -46,7 +46,8 @@ struct has_rollback<C, std::void_t<decltype(std::declval<C&>().rollback())>> : s
 template <class, class = void>
 struct has_execute : std::false_type {};
 template <class C>
-struct has_execute<C, std::void_t<decltype(std::declval<C&>().execute(std::declval<const std::string&>()))>>
+struct has_execute<
+    C, std::void_t<decltype(std::declval<C&>().execute(std::declval<const std::string&>()))>>
     : std::true_type {};
 
 template <class, class = void>
@@ -92,18 +93,17 @@ struct has_abandon<C, std::void_t<decltype(std::declval<C&>().abandon())>> : std
 /// default where one is missing; specialise `ConnectionTraits<YourType>` to adapt a type you
 /// cannot change. Every function is called by one thread at a time for a given connection.
 ///
-/// | member of Connection                    | used for                     | when missing         |
-/// |-----------------------------------------|------------------------------|----------------------|
-/// | `void close()`                          | closing (else the destructor)| destructor closes    |
-/// | `bool ping()` (may throw)               | ping bits, keepalive         | always alive         |
-/// | `void begin()/commit()/rollback()`      | transactions, reset          | no-op                |
-/// | `execute(const std::string&)`           | setsession statements        | required if used     |
-/// | `bool in_transaction() const`           | server-side transaction flag | only begin() counts  |
-/// | `void reset_session()`                  | full reset (`Reset::full`)   | rollback instead     |
-/// | `static Failure classify_failure(const std::exception&)` | failure classes | see below     |
-/// | `static constexpr bool thread_safe_sharing` | maxshared                | false (never shared) |
-/// | `static void prepare_thread()`          | per-thread client set-up     | nothing              |
-/// | `void abandon() noexcept`               | drop after fork() silently   | object is leaked     |
+/// Members looked for (use; default when missing):
+/// - `void close()`: closing; the destructor is relied on.
+/// - `bool ping()`, may throw: ping bits and keepalive; always alive.
+/// - `void begin()`, `commit()`, `rollback()`: transactions and reset; no-ops.
+/// - `execute(const std::string&)`: setsession statements; setsession is refused.
+/// - `bool in_transaction() const`: the server's transaction flag; only begin() counts.
+/// - `void reset_session()`: `Reset::full`; a rollback instead.
+/// - `static Failure classify_failure(const std::exception&)`: failure classes; see below.
+/// - `static constexpr bool thread_safe_sharing`: enables maxshared; never shared.
+/// - `static void prepare_thread()`: per-thread client set-up; nothing.
+/// - `void abandon() noexcept`: drop silently after fork(); the object is leaked.
 ///
 /// Without `classify_failure`, a `dbpool::Error` with code `connection_lost` counts as
 /// `Failure::broken` and every other exception as `Failure::none`.

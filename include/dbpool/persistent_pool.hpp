@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -214,7 +215,8 @@ public:
     using steady_type = Steady;
 
     /// Validates the options; connections open lazily, one per thread on first use.
-    template <class Creator>
+    template <class Creator,
+              class = std::enable_if_t<!std::is_same_v<std::decay_t<Creator>, PersistentPool>>>
     explicit PersistentPool(Creator&& creator, PersistentOptions options = {})
         : creator_(detail::make_creator<Connection>(std::forward<Creator>(creator))),
           options_(std::move(options)),
@@ -265,7 +267,8 @@ public:
             }
             registry_->slots.clear();
         }
-        for (const auto& slot : closing) slot->close_connection();  // network I/O: no lock held
+        for (const auto& slot : closing)
+            slot->close_connection();  // network I/O: no lock held
     }
 
     /// How many thread connections are open right now.

@@ -6,16 +6,16 @@ namespace dbpool {
 
 /// What happened in a pool, for logging hooks.
 enum class EventKind {
-    connected,          ///< A new connection was opened.
-    connect_failed,     ///< The creator threw; `detail` holds its message.
-    reconnected,        ///< A broken or worn-out connection was replaced.
-    closed,             ///< A connection was closed (retired, surplus, broken or pool closed).
-    acquire_timeout,    ///< A blocking acquire gave up after acquire_timeout.
-    exhausted,          ///< A non-blocking acquire found the pool at maxconnections.
-    leak_suspected,     ///< A connection has been held longer than leak_threshold.
-    leak_returned,      ///< A connection reported as leaked came back.
-    keepalive_failed,   ///< An idle connection failed its keepalive ping and was dropped.
-    pool_closed,        ///< close() was called.
+    connected,         ///< A new connection was opened.
+    connect_failed,    ///< The creator threw; `detail` holds its message.
+    reconnected,       ///< A broken or worn-out connection was replaced.
+    closed,            ///< A connection was closed (retired, surplus, broken or pool closed).
+    acquire_timeout,   ///< A blocking acquire gave up after acquire_timeout.
+    exhausted,         ///< A non-blocking acquire found the pool at maxconnections.
+    leak_suspected,    ///< A connection has been held longer than leak_threshold.
+    leak_returned,     ///< A connection reported as leaked came back.
+    keepalive_failed,  ///< An idle connection failed its keepalive ping and was dropped.
+    pool_closed,       ///< close() was called.
 };
 
 /// Short stable name of an event kind, e.g. "connect_failed".

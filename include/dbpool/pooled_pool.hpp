@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 // The acquiring call site, recorded for leak reports at no cost (GCC and Clang builtins).
@@ -46,7 +47,8 @@ public:
 
     /// Validates the options and opens mincached connections; throws Error{invalid_options}
     /// naming the field, or Error{connect_failed}.
-    template <class Creator>
+    template <class Creator,
+              class = std::enable_if_t<!std::is_same_v<std::decay_t<Creator>, PooledPool>>>
     explicit PooledPool(Creator&& creator, PoolOptions options = {})
         : core_(new Core(std::forward<Creator>(creator), std::move(options))) {
         try {

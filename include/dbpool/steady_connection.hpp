@@ -36,7 +36,8 @@ public:
     using clock_type = Clock;
 
     /// Opens the first connection; throws Error{invalid_options} or Error{connect_failed}.
-    template <class Creator>
+    template <class Creator,
+              class = std::enable_if_t<!std::is_same_v<std::decay_t<Creator>, SteadyConnection>>>
     explicit SteadyConnection(Creator&& creator, SteadyOptions options = {})
         : creator_(detail::make_creator<Connection>(std::forward<Creator>(creator))),
           options_(std::move(options)) {
@@ -68,9 +69,8 @@ public:
     /// Forwards to Connection::query as a protected statement.
     template <class... Args>
     decltype(auto) query(Args&&... args) {
-        return run([&](Connection& c) -> decltype(auto) {
-            return c.query(std::forward<Args>(args)...);
-        });
+        return run(
+            [&](Connection& c) -> decltype(auto) { return c.query(std::forward<Args>(args)...); });
     }
 
     /// Forwards to Connection::prepare (ping bit 2: a statement object is created).
@@ -141,7 +141,7 @@ public:
     /// right now (never waits: pools call this under their own lock).
     std::optional<bool> in_transaction_if_free() const noexcept {
         std::unique_lock<detail::MaybeMutex<Traits::thread_safe_sharing>> lock(mutex_,
-                                                                                std::try_to_lock);
+                                                                               std::try_to_lock);
         if (!lock.owns_lock()) return std::nullopt;
         return in_transaction();
     }

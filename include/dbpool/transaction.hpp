@@ -56,9 +56,8 @@ public:
 private:
     void require_active(const char* what) const {
         if (!active_) {
-            throw Error(ErrorCode::handle_closed,
-                        std::string("dbpool: Transaction::") + what +
-                            "() after the transaction already ended");
+            throw Error(ErrorCode::handle_closed, std::string("dbpool: Transaction::") + what +
+                                                      "() after the transaction already ended");
         }
     }
 

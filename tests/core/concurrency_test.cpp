@@ -180,8 +180,7 @@ TEST_CASE("concurrency: shared connections stay within maxshared and maxconnecti
 
 // acquire_shared() once read a shared connection's transaction state under the pool lock only,
 // racing with a sharing thread's begin()/commit() or reconnect; TSan caught it here.
-TEST_CASE("concurrency: shared connections with transactions",
-          "[pool][concurrency][shared]") {
+TEST_CASE("concurrency: shared connections with transactions", "[pool][concurrency][shared]") {
     shared_load(true);
 }
 

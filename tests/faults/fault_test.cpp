@@ -1012,8 +1012,7 @@ TEST_CASE("a pool used in a forked child leaves the parent's connection intact",
 
 // When another thread holds a pool's mutex at the moment of fork(), the child must not inherit
 // it locked (pools hold their mutexes across fork() through pthread_atfork).
-TEST_CASE("fork while another thread uses the pool: the child must not hang",
-          "[faults][fork]") {
+TEST_CASE("fork while another thread uses the pool: the child must not hang", "[faults][fork]") {
 #ifdef DBPOOL_FAULTS_TSAN
     WARN("skipped under TSan (see the previous fork test)");
     return;

@@ -4,7 +4,7 @@
 #include <type_traits>
 
 #if defined(__linux__)
-#include <time.h>
+#include <ctime>
 #endif
 
 namespace dbpool::detail {

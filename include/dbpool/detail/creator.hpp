@@ -30,5 +30,4 @@ std::shared_ptr<const Creator<Connection>> make_creator(F&& factory) {
     }
 }
 
-
 }  // namespace dbpool::detail

@@ -40,12 +40,14 @@ inline ForkLocks& fork_locks() noexcept {
 inline void fork_prepare() noexcept {
     ForkLocks& all = fork_locks();
     all.mutex.lock();
-    for (std::mutex* lock : all.locks) lock->lock();
+    for (std::mutex* lock : all.locks)
+        lock->lock();
 }
 
 inline void fork_release() noexcept {
     ForkLocks& all = fork_locks();
-    for (auto it = all.locks.rbegin(); it != all.locks.rend(); ++it) (*it)->unlock();
+    for (auto it = all.locks.rbegin(); it != all.locks.rend(); ++it)
+        (*it)->unlock();
     all.mutex.unlock();
 }
 

@@ -54,14 +54,17 @@ public:
         validate(options_, Traits::thread_safe_sharing);
         if (!Traits::thread_safe_sharing) options_.maxshared = 0;  // as DBUtils: no effect
         // Returns may skip the lock only when maxcached can never be exceeded by them.
-        fast_release_ = options_.maxcached == 0 ||
-                        (options_.maxconnections > 0 && options_.maxcached >= options_.maxconnections);
+        fast_release_ = options_.maxcached == 0 || (options_.maxconnections > 0 &&
+                                                    options_.maxcached >= options_.maxconnections);
         fork_generation_ = fork_generation();
         backoff_ = options_.connect_backoff_min;
     }
 
     PooledCore(const PooledCore&) = delete;
     PooledCore& operator=(const PooledCore&) = delete;
+    PooledCore(PooledCore&&) = delete;
+    PooledCore& operator=(PooledCore&&) = delete;
+    ~PooledCore() = default;  // deleted through release_owner() or the last returned slot
 
     // Opens mincached connections and starts maintenance; throws connect_failed.
     void start() {
@@ -110,7 +113,7 @@ public:
                 for (Slot* candidate : shared_) {
                     // A connection busy in another thread's statement is skipped rather than
                     // waited for: no network I/O, not even someone else's, under the pool lock.
-                    if (candidate->steady->in_transaction_if_free() != false) continue;
+                    if (candidate->steady->in_transaction_if_free().value_or(true)) continue;
                     if (least == nullptr || candidate->share_count < least->share_count) {
                         least = candidate;
                     }
@@ -180,14 +183,16 @@ public:
         std::vector<Slot*> idle;
         {
             std::unique_lock<std::mutex> lock(mutex_);
-            for (Waiter* waiter : waiting_) waiter->wake.notify_one();
+            for (Waiter* waiter : waiting_)
+                waiter->wake.notify_one();
             maintenance_wake_.notify_all();
             idle = claim_all_idle_locked(lock);
         }
         if (maintenance_.joinable() && maintenance_.get_id() != std::this_thread::get_id()) {
             maintenance_.join();
         }
-        for (Slot* slot : idle) retire(*slot);
+        for (Slot* slot : idle)
+            retire(*slot);
         emit(EventKind::pool_closed, "pool closed");
     }
 
@@ -214,8 +219,8 @@ public:
             if (state == slot_idle || state == slot_returning) ++stats.idle;
             if (state == slot_in_use) ++stats.in_use;
             stats.acquired += slot->acquisitions.load(std::memory_order_relaxed);
-            stats.usage.total += std::chrono::nanoseconds(
-                slot->usage_total_ns.load(std::memory_order_relaxed));
+            stats.usage.total +=
+                std::chrono::nanoseconds(slot->usage_total_ns.load(std::memory_order_relaxed));
             stats.usage.max = std::max(
                 stats.usage.max,
                 std::chrono::nanoseconds(slot->usage_max_ns.load(std::memory_order_relaxed)));
@@ -270,7 +275,8 @@ public:
                 }
             }
         }
-        for (Slot* slot : retiring) retire(*slot);
+        for (Slot* slot : retiring)
+            retire(*slot);
         for (Slot* slot : pinging) {
             if (slot->steady->ping()) {
                 put_idle(*slot);
@@ -279,7 +285,8 @@ public:
                 retire(*slot);
             }
         }
-        for (const LeakReport& report : leaks) report_leak(report);
+        for (const LeakReport& report : leaks)
+            report_leak(report);
         fill_to_mincached();
     }
 
@@ -348,8 +355,8 @@ private:
                 const std::string message =
                     "dbpool: timed out after " + std::to_string(options_.acquire_timeout.count()) +
                     " ms waiting for a connection: " + std::to_string(in_use_locked()) +
-                    " in use (maxconnections " + std::to_string(options_.maxconnections) +
-                    "), " + std::to_string(waiting_.size()) +
+                    " in use (maxconnections " + std::to_string(options_.maxconnections) + "), " +
+                    std::to_string(waiting_.size()) +
                     " other threads waiting; return connections sooner or raise maxconnections";
                 lock.unlock();
                 emit(EventKind::acquire_timeout, message);
@@ -660,7 +667,8 @@ private:
         auto next_pass = WaitClock::now() + period;
         std::unique_lock<std::mutex> lock(mutex_);
         while (!closed_.load()) {
-            const bool woken = maintenance_wake_.wait_for(lock, tick()) == std::cv_status::no_timeout;
+            const bool woken =
+                maintenance_wake_.wait_for(lock, tick()) == std::cv_status::no_timeout;
             publish_time();
             if (closed_.load()) break;
             // A freed slot wakes us so that mincached is refilled promptly.
@@ -795,7 +803,8 @@ private:
         shared_.clear();
         waiting_.clear();
         waiters_.store(0, std::memory_order_relaxed);
-        if (maintenance_.joinable()) maintenance_.detach();  // that thread exists in the parent only
+        if (maintenance_.joinable())
+            maintenance_.detach();  // that thread exists in the parent only
         fork_generation_ = fork_generation();
         if (options_.background_maintenance && !closed_.load()) start_maintenance_thread();
     }

@@ -24,8 +24,8 @@ inline void require_non_negative(const char* field, std::chrono::milliseconds va
 
 inline void require_ping_bits(unsigned ping) {
     if (ping > Ping::always) {
-        invalid_option("ping", "must combine the bits 1, 2 and 4 (0..7), got " +
-                                   std::to_string(ping));
+        invalid_option("ping",
+                       "must combine the bits 1, 2 and 4 (0..7), got " + std::to_string(ping));
     }
 }
 

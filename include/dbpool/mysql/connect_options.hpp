@@ -166,7 +166,7 @@ inline ConnectOptions ConnectOptions::from_url(std::string_view url) {
         } else if (name == "init" || name == "init_command") {
             options.init_statements.push_back(value);
         } else {
-            detail::url_error("unknown parameter '" + raw_name +
+            detail::url_error("unknown parameter '" + parameter.first +
                               "' (known: charset, socket, connect_timeout, read_timeout, "
                               "write_timeout, ssl-mode, ssl-ca, ssl-cert, ssl-key, init)");
         }

@@ -214,8 +214,8 @@ public:
     Row row(std::size_t index) const {
         if (index >= size()) {
             throw Error(ErrorCode::usage, "mysql: row " + std::to_string(index) +
-                                                 " out of range (" + std::to_string(size()) +
-                                                 " rows)");
+                                              " out of range (" + std::to_string(size()) +
+                                              " rows)");
         }
         return Row(this, index);
     }
@@ -264,9 +264,8 @@ private:
 
 inline const Cell& Row::cell(std::size_t index) const {
     if (index >= set_->columns_.size()) {
-        throw Error(ErrorCode::usage, "mysql: column " + std::to_string(index) +
-                                             " out of range (" +
-                                             std::to_string(set_->columns_.size()) + " columns)");
+        throw Error(ErrorCode::usage, "mysql: column " + std::to_string(index) + " out of range (" +
+                                          std::to_string(set_->columns_.size()) + " columns)");
     }
     return set_->cells_[row_ * set_->columns_.size() + index];
 }
