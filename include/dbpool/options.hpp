@@ -107,7 +107,7 @@ struct PoolOptions {
     std::function<void(const PoolEvent&)> on_event;
     /// First and longest wait between failed background connects (bounded exponential).
     std::chrono::milliseconds connect_backoff_min{100};
-    std::chrono::milliseconds connect_backoff_max{std::chrono::seconds(5)};
+    std::chrono::milliseconds connect_backoff_max{std::chrono::seconds(1)};
     /// How often the maintenance thread runs (0 = derived from the timeouts above).
     std::chrono::milliseconds maintenance_interval{0};
     /// Run maintenance on a background thread; when false, call run_maintenance() yourself.
