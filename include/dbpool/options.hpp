@@ -91,6 +91,10 @@ struct PoolOptions {
 
     /// How long a blocking acquire waits (0 = forever).
     std::chrono::milliseconds acquire_timeout{std::chrono::seconds(30)};
+    /// Once the oldest waiter has waited this long, a returned connection is handed to it
+    /// directly; before that, a thread already running may take it (no context switch per
+    /// hand-off). Waiters are always served in arrival order. 0 = strict hand-off.
+    std::chrono::microseconds handoff_after{1000};
     /// Skip the on-request ping when the connection was used this recently (0 = always ping).
     std::chrono::milliseconds ping_bypass{500};
     /// Idle connections above mincached are closed after this long idle (0 = never).

@@ -65,6 +65,7 @@ TEST_CASE("pool options: every negative count or duration names its field", "[op
         {"maxconnections", [](auto& o) { o.maxconnections = -1; }},
         {"maxusage", [](auto& o) { o.maxusage = -1; }},
         {"acquire_timeout", [](auto& o) { o.acquire_timeout = -1ms; }},
+        {"handoff_after", [](auto& o) { o.handoff_after = -1us; }},
         {"ping_bypass", [](auto& o) { o.ping_bypass = -1ms; }},
         {"idle_timeout", [](auto& o) { o.idle_timeout = -1ms; }},
         {"max_lifetime", [](auto& o) { o.max_lifetime = -1ms; }},

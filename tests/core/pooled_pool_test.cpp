@@ -194,6 +194,60 @@ TEST_CASE_METHOD(PoolFixture, "pool: waiters are served in arrival order", "[poo
     CHECK(db->opens() == 1);
 }
 
+TEST_CASE_METHOD(PoolFixture, "pool: with handoff_after 0 a waiter comes before a newcomer",
+                 "[pool][concurrency]") {
+    auto options = test_options();
+    options.maxconnections = 1;
+    options.blocking = true;
+    options.acquire_timeout = 10s;
+    options.handoff_after = 0us;
+    auto pool = make(options);
+    auto held = pool->connection();
+    std::mutex mutex;
+    std::vector<char> served;
+    std::thread waiter([&] {
+        auto handle = pool->connection();
+        std::lock_guard<std::mutex> lock(mutex);
+        served.push_back('W');
+    });
+    REQUIRE(eventually([&] { return pool->stats().waiting == 1; }));
+    held.close();  // handed to the waiter under the pool lock, before we can ask again
+    {
+        auto again = pool->connection();
+        std::lock_guard<std::mutex> lock(mutex);
+        served.push_back('M');
+    }
+    waiter.join();
+    CHECK(served == std::vector<char>{'W', 'M'});
+}
+
+TEST_CASE_METHOD(PoolFixture, "pool: handoff_after bounds how long a waiter can be passed over",
+                 "[pool][concurrency]") {
+    auto options = test_options();
+    options.maxconnections = 1;
+    options.blocking = true;
+    options.acquire_timeout = 10s;
+    options.handoff_after = 20ms;
+    auto pool = make(options);
+    std::atomic<bool> served{false};
+    auto held = pool->connection();
+    std::thread waiter([&] {
+        auto handle = pool->connection();
+        served = true;
+    });
+    REQUIRE(eventually([&] { return pool->stats().waiting == 1; }));
+    // This thread keeps returning and re-taking the connection as fast as it can; within a few
+    // multiples of handoff_after the waiter must still get it.
+    const auto start = std::chrono::steady_clock::now();
+    held.close();
+    while (!served.load() && std::chrono::steady_clock::now() - start < 5s) {
+        auto again = pool->connection();
+    }
+    waiter.join();
+    CHECK(served.load());
+    CHECK(std::chrono::steady_clock::now() - start < 2s);
+}
+
 TEST_CASE_METHOD(PoolFixture, "pool: close() wakes waiters with pool_closed", "[pool]") {
     auto options = test_options();
     options.maxconnections = 1;

@@ -20,8 +20,10 @@ enum SlotState : int {
     slot_reserved = 4,   // owned by maintenance or close()
 };
 
+// One cache line (or more) per slot: borrowers on different cores write their own slots, and
+// slots sharing a line would bounce it between those cores on every acquire and release.
 template <class Steady>
-struct PoolSlot {
+struct alignas(64) PoolSlot {
     using TimePoint = typename Steady::clock_type::time_point;
 
     std::atomic<int> state{slot_empty};

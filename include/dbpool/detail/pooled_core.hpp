@@ -42,6 +42,7 @@ class PooledCore {
     struct Waiter {
         std::condition_variable wake;
         Slot* handed = nullptr;
+        WaitClock::time_point since;
     };
 
 public:
@@ -305,7 +306,9 @@ private:
         const auto started = WaitClock::now();
         std::unique_lock<std::mutex> lock(mutex_);
         if (closed_.load()) throw closed_error();
-        if (waiting_.empty() || !options_.blocking) {
+        // A running thread may take a free connection before the waiters only while the oldest
+        // of them has waited less than handoff_after: throughput without starvation.
+        if (waiting_.empty() || !options_.blocking || !front_due_locked(started)) {
             if (Slot* slot = claim_idle_locked()) return slot;
             if (Slot* slot = reserve_or_fail_locked()) return slot;
         }
@@ -320,6 +323,7 @@ private:
                             "maxconnections");
         }
         Waiter waiter;
+        waiter.since = started;
         waiting_.push_back(&waiter);
         waiters_.fetch_add(1, std::memory_order_seq_cst);
         const bool bounded = options_.acquire_timeout.count() > 0;
@@ -362,10 +366,16 @@ private:
                 emit(EventKind::acquire_timeout, message);
                 throw Error(ErrorCode::timeout, message);
             }
-            if (bounded) {
-                waiter.wake.wait_until(lock, deadline);
-            } else {
+            // The front waiter also wakes when it becomes due, in case no release comes then.
+            const auto due_at = waiter.since + options_.handoff_after;
+            auto until = waiting_.front() == &waiter && WaitClock::now() < due_at
+                             ? due_at
+                             : WaitClock::time_point::max();
+            if (bounded) until = std::min(until, deadline);
+            if (until == WaitClock::time_point::max()) {
                 waiter.wake.wait(lock);
+            } else {
+                waiter.wake.wait_until(lock, until);
             }
         }
     }
@@ -552,7 +562,7 @@ private:
             retire(slot);
             return;
         }
-        if (!waiting_.empty()) {
+        if (!waiting_.empty() && front_due_locked(WaitClock::now())) {
             Waiter* waiter = waiting_.front();
             waiting_.pop_front();
             waiters_.fetch_sub(1, std::memory_order_seq_cst);
@@ -566,6 +576,13 @@ private:
             return;
         }
         slot.state.store(slot_idle, std::memory_order_release);
+        wake_front_locked();  // the oldest waiter competes for it with running threads
+    }
+
+    // Whether the oldest waiter has waited long enough to be handed the next returned
+    // connection directly (always, with handoff_after = 0: strict first come, first served).
+    bool front_due_locked(WaitClock::time_point now) const noexcept {
+        return !waiting_.empty() && now - waiting_.front()->since >= options_.handoff_after;
     }
 
     int idle_locked() const noexcept {

@@ -45,6 +45,7 @@ inline void validate(const PoolOptions& options, bool shareable) {
     require_non_negative("maxusage", options.maxusage);
     require_ping_bits(options.ping);
     require_non_negative("acquire_timeout", options.acquire_timeout);
+    if (options.handoff_after.count() < 0) invalid_option("handoff_after", "must be >= 0");
     require_non_negative("ping_bypass", options.ping_bypass);
     require_non_negative("idle_timeout", options.idle_timeout);
     require_non_negative("max_lifetime", options.max_lifetime);
