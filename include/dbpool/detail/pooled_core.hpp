@@ -367,7 +367,8 @@ private:
                 throw Error(ErrorCode::timeout, message);
             }
             // The front waiter also wakes when it becomes due, in case no release comes then.
-            const auto due_at = waiter.since + options_.handoff_after;
+            const auto due_at = std::max(waiter.since + options_.handoff_after,
+                                         last_handoff_ + options_.handoff_after / 10);
             auto until = waiting_.front() == &waiter && WaitClock::now() < due_at
                              ? due_at
                              : WaitClock::time_point::max();
@@ -567,6 +568,7 @@ private:
             waiting_.pop_front();
             waiters_.fetch_sub(1, std::memory_order_seq_cst);
             waiter->handed = &slot;  // stays in_use: ownership passes straight to the waiter
+            last_handoff_ = WaitClock::now();
             waiter->wake.notify_one();
             return;
         }
@@ -581,8 +583,16 @@ private:
 
     // Whether the oldest waiter has waited long enough to be handed the next returned
     // connection directly (always, with handoff_after = 0: strict first come, first served).
+    //
+    // Under sustained overload every waiter is older than handoff_after, and handing over every
+    // release would cost a context switch per operation (Go's mutex "starvation mode" trap). So
+    // direct hand-offs are also spaced by a tenth of handoff_after: waiters still go strictly in
+    // arrival order, each waits about handoff_after + its place in the queue x that spacing, and
+    // running threads keep the throughput up in between.
     bool front_due_locked(WaitClock::time_point now) const noexcept {
-        return !waiting_.empty() && now - waiting_.front()->since >= options_.handoff_after;
+        if (waiting_.empty()) return false;
+        const auto window = options_.handoff_after;
+        return now - waiting_.front()->since >= window && now - last_handoff_ >= window / 10;
     }
 
     int idle_locked() const noexcept {
@@ -846,6 +856,7 @@ private:
     ForkLockRegistration fork_lock_{mutex_};
     std::vector<std::unique_ptr<Slot>> slots_;  // never shrinks: slots are reused, not freed
     std::deque<Waiter*> waiting_;               // FIFO: first come, first served
+    WaitClock::time_point last_handoff_{};
     std::vector<Slot*> shared_;
     int open_ = 0;  // connections open or being opened: the one count maxconnections bounds
     bool orphaned_ = false;
