@@ -1,0 +1,16 @@
+# Requests/s against threads for every server_throughput variant (scripts/bench.sh runs it).
+#   gnuplot -e "datafile='throughput.dat'; outfile='chart.png'" bench/throughput.gp
+set terminal pngcairo size 900,560 noenhanced font 'sans,11'
+set output outfile
+set title 'dbpool: primary-key SELECT per request against MariaDB on loopback (pool size 8)'
+set xlabel 'threads'
+set ylabel 'requests per second (median of rounds)'
+set logscale x 2
+set xrange [0.8:80]
+set xtics (1, 8, 64)
+set key outside right top
+set grid
+set yrange [0:*]
+set style data linespoints
+columns = 7
+plot for [i=2:columns] datafile using 1:i title columnheader(i) lw 2 pt 7
