@@ -12,7 +12,6 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <utility>
 
 namespace dbpool_bench {
@@ -21,10 +20,6 @@ namespace dbpool_bench {
 struct NoopConnection {
     /// Always alive.
     bool ping() noexcept { return true; }
-    /// Never called (no setsession); the core instantiates ConnectionTraits::
-    /// run_session_statement unconditionally, so a connection without execute() does not
-    /// compile (reported to the core owner).
-    void execute(const std::string&) {}
 };
 
 /// The pool most people write first: one mutex, one condition variable, a deque of idle
