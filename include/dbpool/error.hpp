@@ -8,16 +8,36 @@ namespace dbpool {
 
 /// What went wrong, in a form the caller can branch on.
 enum class ErrorCode {
-    invalid_options,   ///< An option is out of range or contradicts another; the message names it.
-    pool_exhausted,    ///< Non-blocking acquire at maxconnections ("too many connections").
-    timeout,           ///< A blocking acquire waited acquire_timeout without getting a connection.
-    pool_closed,       ///< The pool was closed; no connection will be handed out.
-    handle_closed,     ///< A handle was used after close() or after being moved from.
-    connect_failed,    ///< The creator could not open a connection.
-    connection_lost,   ///< The connection broke; it has been replaced or closed.
-    transaction_lost,  ///< The connection broke inside a transaction; the server rolled it back.
-    database,          ///< The database rejected a statement (native number and SQLSTATE kept).
-    usage,             ///< The program misused the API (e.g. NULL read into a non-optional).
+    /// An option is out of range or contradicts another; the message names it.
+    invalid_options,
+    /// Non-blocking acquire at maxconnections ("too many connections").
+    pool_exhausted,
+    /// A blocking acquire waited acquire_timeout without getting a connection.
+    timeout,
+    /// The pool was closed; no connection will be handed out.
+    pool_closed,
+    /// A handle was used after close() or after being moved from.
+    handle_closed,
+    /// The creator could not open a connection.
+    connect_failed,
+    /// The connection broke; the statement may or may not have run.
+    connection_lost,
+    /// The connection broke inside a transaction; the server rolled it back: redo it.
+    transaction_lost,
+    /// The database rejected a statement (native number and SQLSTATE kept).
+    database,
+    /// The program misused the API (e.g. NULL read into a non-optional).
+    usage,
+    /// The connection broke during COMMIT: the transaction may or may not have committed.
+    commit_unknown,
+    /// The server rolled the transaction back (deadlock, certification or serialization
+    /// failure): retry it from its start.
+    transaction_conflict,
+    /// The server refuses writes (a read-only replica): send writes to a primary.
+    read_only,
+    /// The server is up but not ready to serve (e.g. a Galera node not synced); the statement
+    /// did not run: use another node or retry later.
+    node_unavailable,
 };
 
 /// Short stable name of an error code, e.g. "pool_exhausted".
@@ -33,6 +53,10 @@ inline const char* to_string(ErrorCode code) noexcept {
         case ErrorCode::transaction_lost: return "transaction_lost";
         case ErrorCode::database: return "database";
         case ErrorCode::usage: return "usage";
+        case ErrorCode::commit_unknown: return "commit_unknown";
+        case ErrorCode::transaction_conflict: return "transaction_conflict";
+        case ErrorCode::read_only: return "read_only";
+        case ErrorCode::node_unavailable: return "node_unavailable";
     }
     return "unknown";
 }
