@@ -2,6 +2,7 @@
 
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/detail/affinity.hpp>
+#include <dbpool/detail/callback_gate.hpp>
 #include <dbpool/detail/cheap_clock.hpp>
 #include <dbpool/detail/connect_backoff.hpp>
 #include <dbpool/detail/connection_source.hpp>
@@ -240,6 +241,7 @@ public:
         for (Slot* slot : idle)
             retire(*slot);  // COM_QUIT and the like: sent, never waited for
         emit(EventKind::pool_closed, "pool closed");
+        callbacks_.stop();  // none after close() returns: the callbacks' objects may go now
     }
 
     // --- observing ---------------------------------------------------------------------------
@@ -306,14 +308,14 @@ public:
                  replacing ? "replaced a broken or worn-out connection" : "opened a connection");
             return fresh;
         } catch (const Error& error) {
+            // Reported before anyone can act on it: waiters give up only once it is recorded.
+            emit(EventKind::connect_failed, error.what());
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 --attempting_;
                 ++failed_connects_;
                 backoff_.failed(error, Clock::now());
-                waiting_.wake_all();  // they decide again: wait for a return, or give up now
             }
-            emit(EventKind::connect_failed, error.what());
             throw;
         }
     }
@@ -695,8 +697,11 @@ private:
         slot.leak_reported.store(0, std::memory_order_relaxed);
         free_slots_.push_back(&slot);
         --open_;
-        // Waiters decide again: a connect that failed may leave them nothing to wait for.
-        if (event == E::connect_failed) waiting_.wake_all();
+        if (event == E::connect_failed) {
+            --connecting_;
+            // Waiters decide again: with connects failing, they may have nothing to wait for.
+            waiting_.wake_all();
+        }
         connect_for_waiters_locked();  // capacity freed: a waiter's connect may start
         if (open_ < options_.mincached) schedule_wake_->notify_all();
     }
@@ -708,10 +713,6 @@ private:
         try {
             steady = std::make_unique<Steady>(FromSource{}, *this, steady_options_);
         } catch (...) {
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                --connecting_;
-            }
             free_capacity(slot, E::connect_failed);
             throw;
         }
@@ -1028,12 +1029,7 @@ private:
     void report_leak(const LeakReport& report) noexcept {
         emit(report.returned ? EventKind::leak_returned : EventKind::leak_suspected,
              describe(report));
-        if (!options_.on_leak) return;
-        try {
-            options_.on_leak(report);
-        } catch (...) {
-            // A throwing callback must not break the pool.
-        }
+        if (options_.on_leak) callbacks_.call(options_.on_leak, report);
     }
 
     bool lifetime_over(const Slot& slot, TimePoint now) const noexcept {
@@ -1065,12 +1061,7 @@ private:
     }
 
     void emit(EventKind kind, const std::string& detail) const noexcept {
-        if (!options_.on_event) return;
-        try {
-            options_.on_event(PoolEvent{kind, detail});
-        } catch (...) {
-            // A throwing callback must not break the pool.
-        }
+        if (options_.on_event) callbacks_.call(options_.on_event, PoolEvent{kind, detail});
     }
 
     void recover_after_fork() noexcept {
@@ -1151,6 +1142,8 @@ private:
     std::uint64_t leaks_ = 0;
     std::uint64_t shared_handouts_ = 0;
     DurationSummary acquire_wait_;
+
+    mutable CallbackGate callbacks_;
 };
 
 }  // namespace dbpool::detail
