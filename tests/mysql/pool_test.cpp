@@ -233,7 +233,8 @@ TEST_CASE("PersistentPool closes a thread's connection when the thread exits",
         auto handle = pool.connection();
         id = id_of(*handle);
         handle.close();  // ends the handle; the connection stays (not closeable by default)
-        CHECK(id_of(*pool.connection()) == id);
+        auto again = pool.connection();
+        CHECK(id_of(*again) == id);
     });
     worker.join();
     REQUIRE(id != 0);
