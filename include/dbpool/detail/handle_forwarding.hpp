@@ -5,16 +5,18 @@ namespace dbpool::detail {
 // What every connection handle forwards to its SteadyConnection, written once. `Handle`
 // provides `Steady& checked_steady() const`, which throws Error{handle_closed} when empty.
 //
-// `*handle` and steady() are refused on a temporary handle: `*pool.connection()` would
-// return the connection to the pool at the end of the full expression and leave a dangling
-// reference (`dbpool::Transaction tx(*pool.connection());` would roll back someone else's
-// work). `pool.connection()->execute(...)` stays allowed: the temporary lives until the
-// statement is done.
+// `*`, `->` and steady() are refused on a temporary handle: the temporary returns its
+// connection to the pool at the end of the full expression, so anything that keeps the
+// reference dangles (`dbpool::Transaction tx(*pool.connection());` would roll back, or run on,
+// a connection another thread has borrowed meanwhile). Name the handle first:
+// `auto conn = pool.connection(); conn->execute(...);`.
 template <class Handle, class Steady>
 class HandleForwarding {
 public:
     /// The steady connection; throws Error{handle_closed} after close().
     Steady* operator->() const& { return &self().checked_steady(); }
+    /// Deleted: a pointer into a temporary handle dangles; name the handle first.
+    Steady* operator->() && = delete;
     /// The steady connection; throws Error{handle_closed} after close().
     Steady& operator*() const& { return self().checked_steady(); }
     /// Deleted: a reference into a temporary handle dangles; name the handle first.
