@@ -134,9 +134,10 @@ TEST_CASE_METHOD(PersistentFixture, "persistent: maxusage, setsession and ping p
     options.ping = Ping::on_request;
     auto pool = make(options);
     auto work = [&] {
-        for (int i = 0; i < 3; ++i)
+        for (int i = 0; i < 3; ++i) {
             auto handle = pool->connection();  // 3 requests, 3 pings
-        handle->execute("s");
+            handle->execute("s");
+        }
     };
     work();
     std::thread other(work);

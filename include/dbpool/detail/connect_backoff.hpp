@@ -30,7 +30,6 @@ public:
 
     void failed(const Error& error, TimePoint now) {
         failing_ = true;
-        last_code_ = error.code();
         last_native_ = error.native_code();
         last_sqlstate_ = error.sqlstate();
         last_message_ = error.what();
@@ -44,17 +43,18 @@ public:
         delay_ = min_;
     }
 
-    // The error for a caller refused while the back-off lasts: the last attempt's, explained.
-    Error refusal(TimePoint now) const {
+    // The error for a caller refused while the back-off lasts: the last attempt's code,
+    // native number and SQLSTATE, and a message saying why and until when; `context` adds
+    // why waiting would not help.
+    Error refusal(TimePoint now, const std::string& context) const {
         return Error(ErrorCode::connect_failed,
-                     "dbpool: no connection: " + describe(now) +
-                         "; no connection is in use that could be returned instead",
+                     "dbpool: no connection: connects are backing off: " + describe(now) + context,
                      last_native_, last_sqlstate_);
     }
 
     // "the last connect attempt failed 12 ms ago (...); the next attempt is in at most 88 ms"
     std::string describe(TimePoint now) const {
-        if (!failing_) return "connects succeed";
+        if (!failing_) return "off (connects succeed)";
         std::string text = "the last connect attempt failed " + millis(now - failed_at_) +
                            " ago (" + last_message_ + ")";
         if (now < next_attempt_) {
@@ -64,8 +64,6 @@ public:
         }
         return text;
     }
-
-    ErrorCode last_code() const noexcept { return last_code_; }
 
 private:
     template <class Duration>
@@ -80,7 +78,6 @@ private:
     bool failing_ = false;
     TimePoint failed_at_{};
     TimePoint next_attempt_{};
-    ErrorCode last_code_ = ErrorCode::connect_failed;
     int last_native_ = 0;
     std::string last_sqlstate_;
     std::string last_message_;

@@ -34,17 +34,17 @@ inline std::string describe(const AcquireSite& site) {
     return std::string(site.file) + ":" + std::to_string(site.line);
 }
 
-// "Pool: 4 open of maxconnections 4 (4 in use, 0 idle, 0 connecting, 0 being pinged), 3
-// waiting; connects succeed. Held longest: 1530 ms (acquired at app.cpp:42), ..."
+// "Pool: 4 total of maxconnections 4 (4 in use, 0 idle, 0 connecting, 0 being pinged),
+// 3 waiting; back-off: off (connects succeed). Held longest: 1530 ms (acquired at app.cpp:42)"
 inline std::string describe(PoolPicture picture, std::size_t longest = 3) {
-    std::string text = "Pool: " + std::to_string(picture.open) + " open of maxconnections " +
-                       (picture.maxconnections > 0 ? std::to_string(picture.maxconnections)
-                                                   : std::string("unlimited")) +
-                       " (" + std::to_string(picture.in_use) + " in use, " +
-                       std::to_string(picture.idle) + " idle, " +
-                       std::to_string(picture.connecting) + " connecting, " +
-                       std::to_string(picture.pinging) + " being pinged), " +
-                       std::to_string(picture.waiting) + " waiting; " + picture.backoff + ".";
+    std::string text =
+        "Pool: " + std::to_string(picture.open) + " total of maxconnections " +
+        (picture.maxconnections > 0 ? std::to_string(picture.maxconnections)
+                                    : std::string("unlimited")) +
+        " (" + std::to_string(picture.in_use) + " in use, " + std::to_string(picture.idle) +
+        " idle, " + std::to_string(picture.connecting) + " connecting, " +
+        std::to_string(picture.pinging) + " being pinged), " + std::to_string(picture.waiting) +
+        " waiting; back-off: " + picture.backoff + ".";
     if (picture.held.empty()) return text;
     std::sort(
         picture.held.begin(), picture.held.end(),

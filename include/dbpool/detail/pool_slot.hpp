@@ -36,7 +36,11 @@ struct alignas(64) PoolSlot {
     std::atomic<std::int64_t> acquired_at{0};
     std::atomic<const char*> site_file{nullptr};
     std::atomic<int> site_line{0};
-    std::atomic<std::uint64_t> borrows{0};  // hand-outs so far; the current borrow's number
+    std::atomic<std::uint64_t> borrows{0};  // hand-outs so far
+    // The current borrow's number from hand-out to return, else 0. A slot is in_use a moment
+    // before its hand-out is recorded (claimed, or handed to a waiter that has not run yet);
+    // leak detection must not judge it by its previous borrower's time.
+    std::atomic<std::uint64_t> lent{0};
     std::atomic<std::uint64_t> usage_total_ns{0};
     std::atomic<std::uint64_t> usage_max_ns{0};
     // The borrow maintenance reported as leaked (0: none). Maintenance sets it for a borrow

@@ -292,7 +292,7 @@ public:
             std::lock_guard<std::mutex> lock(mutex_);
             if (closed_.load()) throw closed_error();
             const TimePoint now = Clock::now();
-            if (backoff_.active(now)) throw backoff_.refusal(now);  // no attempt: not counted
+            if (backoff_.active(now)) throw backoff_.refusal(now, "");  // no attempt: not counted
             ++attempting_;
         }
         try {
@@ -465,7 +465,9 @@ private:
                 // Nothing that is out can come back, and no connect may start: a caller that
                 // waited now would wait for nothing.
                 leave();
-                throw backoff_.refusal(clock_now);
+                throw backoff_.refusal(
+                    clock_now, options_.blocking ? "; no borrowed connection could come back"
+                                                 : "; the pool does not wait (blocking = false)");
             }
             if (now >= deadline) {
                 leave();
@@ -598,8 +600,9 @@ private:
         slot.site_file.store(site.file, std::memory_order_relaxed);
         slot.site_line.store(site.line, std::memory_order_relaxed);
         // After the fields above: maintenance reads the borrow number first (see collect_leak).
-        slot.borrows.store(slot.borrows.load(std::memory_order_relaxed) + 1,
-                           std::memory_order_release);
+        const std::uint64_t borrow = slot.borrows.load(std::memory_order_relaxed) + 1;
+        slot.borrows.store(borrow, std::memory_order_relaxed);
+        slot.lent.store(borrow, std::memory_order_release);
     }
 
     // A sharer's return; true when it was the last share, so the connection itself comes back
@@ -630,6 +633,8 @@ private:
     }
 
     void account(Slot& slot, TimePoint now) noexcept {
+        const std::uint64_t borrow = slot.lent.load(std::memory_order_relaxed);
+        slot.lent.store(0, std::memory_order_relaxed);
         const auto held = now - Slot::time_of(slot.acquired_at.load(std::memory_order_relaxed));
         const auto held_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(
             0, std::chrono::duration_cast<std::chrono::nanoseconds>(held).count()));
@@ -638,7 +643,6 @@ private:
             slot.usage_max_ns.store(held_ns, std::memory_order_relaxed);
         }
         if (leak_threshold_.count() <= 0) return;
-        const std::uint64_t borrow = slot.borrows.load(std::memory_order_relaxed);
         if (slot.leak_reported.exchange(0, std::memory_order_acq_rel) != borrow) return;
         LeakReport report;
         report.held = std::chrono::duration_cast<std::chrono::milliseconds>(held);
@@ -1010,9 +1014,10 @@ private:
         if (leak_threshold_.count() <= 0) return;
         // The borrow number is stored after the acquire time: read it first, and again after,
         // so a borrow that began in between is not judged by its predecessor's time.
-        const std::uint64_t borrow = slot.borrows.load(std::memory_order_acquire);
+        const std::uint64_t borrow = slot.lent.load(std::memory_order_acquire);
+        if (borrow == 0) return;  // handed over, hand-out not recorded yet
         const auto acquired = Slot::time_of(slot.acquired_at.load(std::memory_order_relaxed));
-        if (slot.borrows.load(std::memory_order_acquire) != borrow) return;
+        if (slot.lent.load(std::memory_order_acquire) != borrow) return;
         const auto held = now - acquired;
         if (held < leak_threshold_) return;
         std::uint64_t reported = slot.leak_reported.load(std::memory_order_acquire);
