@@ -12,5 +12,7 @@ set key outside right top
 set grid
 set yrange [0:*]
 set style data linespoints
-columns = 7
+set datafile missing 'NaN'
+stats datafile using 1 nooutput
+columns = STATS_columns
 plot for [i=2:columns] datafile using 1:i title columnheader(i) lw 2 pt 7
