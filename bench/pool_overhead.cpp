@@ -13,7 +13,10 @@
 //   connections  8 threads on 4 free connections of a pool of 8..1024 (the rest held): does
 //                finding a free connection cost more in a bigger pool?
 //   enough       a connection per thread: 2, 8 and 64 threads
-//   investigate  (not in the default set) 64 threads on 8 connections, PooledPool variants
+//   investigate  (not in the default set) 64 threads on 8 and on 4 connections: PooledPool with
+//                ping on and off, strict hand-off (0) and a 100 ms hand-off window
+// Beside the pools, "no_pool" runs a few nanoseconds of unshared work in the crowded and curve
+// cells: the smallest share and longest gap the scheduler alone produces there.
 //
 //   dbpool_pool_overhead [--sections a,b] [--reps N] [--scale F] [--json FILE]
 // --scale multiplies every duration (scripts/bench.sh --quick uses 0.1). Every loop is bounded
@@ -134,6 +137,21 @@ Kind mutex_pair_kind() {
                 return run_cycles(setup.threads, setup.seconds, setup.timed, [&] {
                     mutex.lock();
                     mutex.unlock();
+                });
+            }};
+}
+
+// No pool at all: a few nanoseconds of work that shares nothing. With threads far above cores
+// its smallest share and longest gap are what the scheduler alone does (the floor every pool's
+// numbers include); its cycles/s mean nothing.
+Kind no_pool_kind() {
+    return {"no_pool", [](const Setup& setup) {
+                return run_cycles(setup.threads, setup.seconds, setup.timed, [] {
+                    unsigned value = 0;
+                    for (unsigned i = 0; i < 16; ++i) {
+                        value = value * 31 + i;
+                        keep(value);
+                    }
                 });
             }};
 }
@@ -301,6 +319,8 @@ int main(int argc, char** argv) {
         setup.seconds = 0.25 * scale;
         run_group("single", kinds, setup, reps + 2);
     }
+    std::vector<Kind> crowded = contenders;
+    crowded.push_back(no_pool_kind());
     if (sections.count("crowded")) {
         for (const auto& [threads, connections] :
              {std::pair{8, 4}, std::pair{64, 4}, std::pair{64, 8}, std::pair{256, 8}}) {
@@ -309,7 +329,7 @@ int main(int argc, char** argv) {
             setup.connections = connections;
             setup.seconds = 2.0 * scale;
             setup.timed = true;
-            run_group("crowded", contenders, setup, reps);
+            run_group("crowded", crowded, setup, reps);
         }
     }
     if (sections.count("curve")) {
@@ -319,7 +339,7 @@ int main(int argc, char** argv) {
             setup.connections = 8;
             setup.seconds = 0.5 * scale;
             setup.timed = true;
-            run_group("curve", contenders, setup, reps);
+            run_group("curve", crowded, setup, reps);
         }
     }
     if (sections.count("connections")) {
@@ -353,18 +373,15 @@ int main(int argc, char** argv) {
                         [](dbpool::PoolOptions& o) { o.handoff_after = milliseconds(0); }),
             pooled_kind("pooled_handoff100ms",
                         [](dbpool::PoolOptions& o) { o.handoff_after = milliseconds(100); }),
-            pooled_kind("pooled_ping0_handoff100ms",
-                        [](dbpool::PoolOptions& o) {
-                            o.ping = dbpool::Ping::never;
-                            o.handoff_after = milliseconds(100);
-                        }),
         };
-        Setup setup;
-        setup.threads = 64;
-        setup.connections = 8;
-        setup.seconds = 2.0 * scale;
-        setup.timed = true;
-        run_group("investigate", kinds, setup, reps);
+        for (int connections : {8, 4}) {
+            Setup setup;
+            setup.threads = 64;
+            setup.connections = connections;
+            setup.seconds = 2.0 * scale;
+            setup.timed = true;
+            run_group("investigate", kinds, setup, reps);
+        }
     }
     if (!json_path.empty()) write_json(json_path, why_not);
     return 0;

@@ -84,7 +84,7 @@ def fmt(value, pattern="%.2f"):
 
 
 POOL_ORDER = ["pooled", "pooled_ping0", "persistent", "persistent_ping0", "textbook", "soci",
-              "mysqlpp", "mutex_pair"]
+              "mysqlpp", "mutex_pair", "no_pool"]
 POOL_LABEL = {
     "pooled": "PooledPool, defaults",
     "pooled_ping0": "PooledPool, ping = never",
@@ -94,6 +94,7 @@ POOL_LABEL = {
     "soci": "soci connection_pool",
     "mysqlpp": "MySQL++ ConnectionPool (+gate)",
     "mutex_pair": "std::mutex lock+unlock pair",
+    "no_pool": "no pool (scheduler floor)",
 }
 
 
@@ -146,10 +147,11 @@ def crowded_section(cells):
         group = cells.get("crowded", threads, connections)
         for pool in ordered(group):
             shares = [c["min_share"] for c in group[pool].values()]
+            floor = pool == "no_pool"  # its throughput means nothing
             say("| %d on %d | %s | %s | %s | %s | %s (%s) | %s |" % (
                 threads, connections, POOL_LABEL.get(pool, pool),
-                fmt(field(group, pool, "cycles_per_second") / 1e6),
-                fmt(ratio(group, pool, "textbook")),
+                "" if floor else fmt(field(group, pool, "cycles_per_second") / 1e6),
+                "" if floor else fmt(ratio(group, pool, "textbook")),
                 fmt(field(group, pool, "max_gap_us") / 1e3, "%.1f"),
                 fmt(med(shares)), fmt(min(shares)),
                 fmt(field(group, pool, "voluntary_switches") * 1e3, "%.1f")))
@@ -167,9 +169,10 @@ def crowded_section(cells):
                    "%.1f ms vs %.1f ms" % (mine / 1e3, theirs / 1e3), mine <= theirs)
         shares = [c["min_share"] for c in group.get("pooled", {}).values()]
         if shares:
+            floor = field(group, "no_pool", "min_share")
             target("%s: PooledPool no starvation (every thread >= 0.5 fair share in 2 s)" % name,
-                   "smallest share %.2f (worst repetition %.2f)" % (med(shares), min(shares)),
-                   med(shares) >= 0.5)
+                   "smallest share %.2f (worst repetition %.2f; scheduler floor %s)"
+                   % (med(shares), min(shares), fmt(floor)), med(shares) >= 0.5)
     say()
 
 
@@ -177,7 +180,8 @@ def curve_section(cells, results):
     keys = [k for k in cells.keys("curve") if k[2] == 8]
     if not keys:
         return
-    pools = ordered({p for k in keys for p in cells.get(*k)})
+    with_floor = ordered({p for k in keys for p in cells.get(*k)})
+    pools = [p for p in with_floor if p != "no_pool"]
     say("## Oversubscribed curve: M cycles/s against threads, 8 connections (median)")
     say()
     say("| threads | " + " | ".join(POOL_LABEL.get(p, p) for p in pools) + " |")
@@ -193,11 +197,12 @@ def curve_section(cells, results):
     say()
     say("Smallest share per thread (median over repetitions) on the same cells:")
     say()
-    say("| threads | " + " | ".join(POOL_LABEL.get(p, p) for p in pools) + " |")
-    say("|---:|" + "---:|" * len(pools))
+    say("| threads | " + " | ".join(POOL_LABEL.get(p, p) for p in with_floor) + " |")
+    say("|---:|" + "---:|" * len(with_floor))
     for key in keys:
         group = cells.get(*key)
-        say("| %d | %s |" % (key[1], " | ".join(fmt(field(group, p, "min_share")) for p in pools)))
+        say("| %d | %s |" % (key[1], " | ".join(fmt(field(group, p, "min_share"))
+                                               for p in with_floor)))
     say()
     base = cells.get("curve", 1, 8)
     if "pooled" in base:
@@ -258,13 +263,16 @@ def investigate_section(cells):
         group = cells.get(*key)
         say("## Investigation: %d threads on %d connections, PooledPool variants" % key[1:3])
         say()
-        say("| pool | per repetition: M cycles/s (voluntary switches/kcycle) | median x textbook |")
-        say("|---|---|---:|")
+        say("| pool | per repetition: M cycles/s (voluntary switches/kcycle) | median x textbook |"
+            " smallest share | longest gap (ms) |")
+        say("|---|---|---:|---:|---:|")
         for pool in ordered(group):
             reps = [group[pool][r] for r in sorted(group[pool])]
-            say("| %s | %s | %s |" % (pool, ", ".join(
+            say("| %s | %s | %s | %s | %s |" % (pool, ", ".join(
                 "%.1f (%.1f)" % (c["cycles_per_second"] / 1e6, c["voluntary_switches"] * 1e3)
-                for c in reps), fmt(ratio(group, pool, "textbook"))))
+                for c in reps), fmt(ratio(group, pool, "textbook")),
+                fmt(field(group, pool, "min_share")),
+                fmt(field(group, pool, "max_gap_us") / 1e3, "%.0f")))
         say()
 
 
@@ -379,7 +387,7 @@ def memory_section(memory):
         say("| %s | %.1f |" % (key, value))
     say()
     for prefix, what in (("pooled", "10M PooledPool cycles"),
-                         ("persistent", "100k PersistentPool threads")):
+                         ("persistent", "30k PersistentPool threads")):
         delta = memory["%s_rss_delta_kib" % prefix]
         target("flat RSS over %s" % what,
                "%.1f -> %.1f MiB (%+.0f KiB)" % (memory["%s_rss_before_mib" % prefix],
