@@ -79,7 +79,10 @@ section "throwaway MariaDB"
 server_dir=$(mktemp -d /tmp/dbpool-bench.XXXXXX)
 stop_server() { bash "$repo/scripts/mariadb.sh" stop "$server_dir" >/dev/null 2>&1 || true; }
 trap stop_server EXIT
-bash scripts/mariadb.sh start "$server_dir" | head -n1
+# Into a file, not `| head -n1`: head exiting early sends mariadb.sh SIGPIPE and, with
+# pipefail, ends this script (exit 141) whenever the server's message is written late.
+bash scripts/mariadb.sh start "$server_dir" >"$results/mariadb-start.txt"
+head -n1 "$results/mariadb-start.txt"
 set -a
 # shellcheck disable=SC1091
 . "$server_dir/env"
