@@ -337,7 +337,7 @@ int main(int argc, char** argv) {
             Setup setup;
             setup.threads = threads;
             setup.connections = 8;
-            setup.seconds = 0.5 * scale;
+            setup.seconds = 0.4 * scale;
             setup.timed = true;
             run_group("curve", crowded, setup, reps);
         }
