@@ -156,7 +156,10 @@ Kind no_pool_kind() {
             }};
 }
 
-std::unique_ptr<NoopConnection> make_noop() { return std::make_unique<NoopConnection>(); }
+// Used by the peers only, which may all be missing.
+[[maybe_unused]] std::unique_ptr<NoopConnection> make_noop() {
+    return std::make_unique<NoopConnection>();
+}
 
 // The peers, when installed; `why_not` says why a peer is left out.
 std::vector<Kind> peer_kinds(std::vector<std::string>& why_not) {

@@ -346,7 +346,8 @@ def server_section(server, results):
         a, b = med_rows.get(("pooled_defaults", n)), med_rows.get(("connect_per_request", n))
         if a and b:
             r = a["ratio"] / max(b["ratio"], 1e-9)
-            target("server, %d threads: pooled_defaults >= 3.5x connect-per-request" % n,
+            target("server, %d thread%s: pooled_defaults >= 3.5x connect-per-request"
+                   % (n, "s" if n > 1 else ""),
                    "%.1fx" % r, r >= 3.5)
     say("## Server commands per clean acquire/release cycle (SHOW GLOBAL STATUS deltas)")
     say()
