@@ -11,7 +11,8 @@
 #    results (JSON, CSV, summary.md) go to $RESULTS_DIR (default build/bench-results).
 # 5. bench/report.py prints the tables and every target with met/missed; gnuplot draws the
 #    oversubscribed curve (docs/benchmark-oversubscribed.png) and requests/s against threads
-#    for every server variant (docs/benchmark-throughput.png).
+#    for every server variant (docs/benchmark-throughput.png); --quick draws them in the
+#    results directory instead.
 #
 # --quick: short runs (about 2 minutes in all) to check that everything works; the numbers are
 # too noisy to quote. A full run takes about 9 minutes on 2 cores; the total is printed.
@@ -28,7 +29,7 @@ for arg in "$@"; do
         --no-deps) with_deps=0 ;;
         --quick) quick=1 ;;
         -h | --help)
-            sed -n '2,18p' "$0"
+            sed -n '2,/^# Environment/p' "$0"
             exit 0
             ;;
         *)
@@ -114,16 +115,20 @@ timeout 600 "$bin/dbpool_server_throughput" "${server_args[@]}" \
 section "report"
 python3 bench/report.py "$results"
 
+# A full run redraws the charts in docs/; a --quick run's numbers are not worth committing, so
+# its charts stay in the results directory.
+charts=$repo/docs
+if [ "$quick" -eq 1 ]; then charts=$results; fi
 if command -v gnuplot >/dev/null; then
     if [ -f "$results/curve.dat" ]; then
-        gnuplot -e "datafile='$results/curve.dat'; outfile='$repo/docs/benchmark-oversubscribed.png'" \
+        gnuplot -e "datafile='$results/curve.dat'; outfile='$charts/benchmark-oversubscribed.png'" \
             bench/oversubscribed.gp
-        echo "chart: docs/benchmark-oversubscribed.png"
+        echo "chart: $charts/benchmark-oversubscribed.png"
     fi
     if [ -f "$results/throughput.dat" ]; then
-        gnuplot -e "datafile='$results/throughput.dat'; outfile='$repo/docs/benchmark-throughput.png'" \
+        gnuplot -e "datafile='$results/throughput.dat'; outfile='$charts/benchmark-throughput.png'" \
             bench/throughput.gp
-        echo "chart: docs/benchmark-throughput.png"
+        echo "chart: $charts/benchmark-throughput.png"
     fi
 fi
 echo "results: $results"
