@@ -9,7 +9,9 @@
 // against the server), so every pool does exactly the same work per request and the rows
 // compare pooling, not client libraries.
 //
-// What the peers do per cycle (read in their sources, soci 4.0 and MySQL++ 3.2):
+// What the peers do per cycle (read in their upstream sources, soci's
+// src/core/connection-pool.cpp and MySQL++'s lib/cpool.cpp; Debian ships soci 4.0.3 and
+// MySQL++ 3.2.5, whose headers match what was read):
 // - soci `connection_pool`: fixed size, sessions made up front; lease() = pthread mutex + a
 //   linear scan from entry 0 for a free entry + pthread_cond_wait while none; give_back() =
 //   mutex + flag + pthread_cond_signal after unlocking. No ping, no clock, no FIFO.
