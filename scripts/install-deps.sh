@@ -13,7 +13,10 @@ packages=(
     cmake g++ clang clang-format clang-tidy make pkg-config
     catch2
     libmariadb-dev libmariadb-dev-compat mariadb-server
-    libbenchmark-dev gnuplot-nox valgrind
+    gnuplot-nox valgrind
+    # bench/: the peer pools compared with dbpool (soci's needs Boost's headers for its
+    # sessions, which Debian's libsoci-dev does not pull in).
+    libsoci-dev libboost-dev libmysql++-dev
 )
 
 missing=()
