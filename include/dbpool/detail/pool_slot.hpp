@@ -55,19 +55,24 @@ struct alignas(64) PoolSlot {
     int share_count = 0;  // sharers of an in_use shared connection
     bool doomed = false;  // shared, and to be closed by its last sharer
 
-    // Applies `event` from `from`, which the caller owns (or, for idle, competes for).
-    bool apply(SlotState from, SlotEvent event) noexcept {
-        const SlotStep step = slot_step(from, event);
-        if (!step.valid) return false;
-        return state.compare_exchange_strong(from, step.next, std::memory_order_seq_cst,
+    // Applies `Event` from `From` by compare-and-swap: how an acquirer competes for an idle
+    // slot (and maintenance or close() for one). The table lookup happens at compile time, and
+    // a transition the table refuses does not compile.
+    template <SlotState From, SlotEvent Event>
+    bool apply() noexcept {
+        constexpr SlotStep step = slot_step(From, Event);
+        static_assert(step.valid, "the slot state machine has no such transition");
+        SlotState expected = From;
+        return state.compare_exchange_strong(expected, step.next, std::memory_order_seq_cst,
                                              std::memory_order_relaxed);
     }
 
-    // An owner's transition: only the owner changes an owned state, so a store suffices (with
-    // constant arguments the table lookup folds away).
-    void move(SlotState from, SlotEvent event,
-              std::memory_order order = std::memory_order_seq_cst) noexcept {
-        state.store(slot_step(from, event).next, order);
+    // An owner's transition: only the owner changes an owned state, so a store suffices.
+    template <SlotState From, SlotEvent Event>
+    void move(std::memory_order order = std::memory_order_seq_cst) noexcept {
+        constexpr SlotStep step = slot_step(From, Event);
+        static_assert(step.valid, "the slot state machine has no such transition");
+        state.store(step.next, order);
     }
 
     // Applies `event` from whatever state the slot is in, when the table allows it.

@@ -175,18 +175,18 @@ public:
         Steady& steady = *slot.steady;
         Slot::publish(slot.opened_at, steady.opened_at());  // a reconnect renews the lifetime
         if (discard || !steady.is_open() || lifetime_over(slot, now)) {
-            slot.move(S::in_use, E::discard);
+            slot.template move<S::in_use, E::discard>();
             retire(slot);
             return;
         }
         if (steady.needs_reset(options_.reset)) {
-            slot.move(S::in_use, E::release_dirty);
+            slot.template move<S::in_use, E::release_dirty>();
             if (!steady.reset_for_return(options_.reset)) {
-                slot.move(S::resetting, E::reset_failed);
+                slot.template move<S::resetting, E::reset_failed>();
                 retire(slot);
                 return;
             }
-            slot.move(S::resetting, E::reset_ok);
+            slot.template move<S::resetting, E::reset_ok>();
             offer(slot, false);
             return;
         }
@@ -200,11 +200,11 @@ public:
         // the lock (which hands the connection over or wakes the waiter), or the waiter sees the
         // slot returning and waits for it to become idle. With weaker orders both could miss,
         // and the waiter would sleep beside an idle connection.
-        slot.move(S::in_use, E::release, std::memory_order_seq_cst);
+        slot.template move<S::in_use, E::release>(std::memory_order_seq_cst);
         if (fast_release_ && waiting_.count() == 0 && !closed_.load(std::memory_order_seq_cst)) {
             Slot::publish(slot.idle_since, now);
             affinity_entry(pool_id_) = AffinityEntry{pool_id_, &slot};
-            slot.move(S::returning, E::shelve, std::memory_order_release);
+            slot.template move<S::returning, E::shelve>(std::memory_order_release);
             return;  // from here on the pool may be gone
         }
         offer(slot, false);
@@ -375,7 +375,7 @@ private:
         const AffinityEntry& entry = affinity_entry(pool_id_);
         if (entry.pool_id != pool_id_) return nullptr;
         Slot* slot = static_cast<Slot*>(entry.slot);
-        return slot->apply(S::idle, E::claim) ? slot : nullptr;
+        return slot->template apply<S::idle, E::claim>() ? slot : nullptr;
     }
 
     // Whether an owned connection may go to its borrower as it is: not past its lifetime, and
@@ -397,13 +397,13 @@ private:
         for (;;) {
             if (candidate == nullptr) candidate = &wait_for_slot(waiter, deadline);
             if (closed_.load(std::memory_order_seq_cst)) {
-                candidate->move(S::in_use, E::discard);
+                candidate->template move<S::in_use, E::discard>();
                 retire(*candidate);
                 throw closed_error();
             }
             const TimePoint now = cheap_now<Clock>();
             if (lifetime_over(*candidate, now)) {
-                candidate->move(S::in_use, E::discard);
+                candidate->template move<S::in_use, E::discard>();
                 retire(*candidate);
                 candidate = nullptr;
                 continue;
@@ -493,7 +493,7 @@ private:
         auto ticket = std::make_shared<Ticket>();
         ticket->waiter = &waiter;
         Lock lock(mutex_);
-        slot.move(S::in_use, E::stale);
+        slot.template move<S::in_use, E::stale>();
         validating_.push_back(&waiter);
         post_locked([this, &slot, ticket] { run_validation(slot, *ticket); });
         const auto stop_waiting = [&] {
@@ -526,17 +526,17 @@ private:
         Lock lock(mutex_);
         Waiter* waiter = std::exchange(ticket.waiter, nullptr);
         if (alive && waiter != nullptr) {
-            slot.move(S::validating, E::ping_ok);
+            slot.template move<S::validating, E::ping_ok>();
             ticket.result = Ticket::Result::alive;
             waiter->wake.notify_one();
             return;
         }
         if (alive) {  // its acquirer gave up meanwhile
-            slot.move(S::validating, E::unclaimed);
+            slot.template move<S::validating, E::unclaimed>();
             offer_locked(slot, lock, false);
             return;
         }
-        slot.move(S::validating, E::ping_failed);
+        slot.template move<S::validating, E::ping_failed>();
         if (waiter != nullptr) {
             ticket.result = Ticket::Result::dead;
             waiter->wake.notify_one();
@@ -666,20 +666,20 @@ private:
         const bool surplus = options_.maxcached > 0 &&
                              static_cast<int>(count_states_locked().idle) >= options_.maxcached;
         if (closed_.load() || surplus) {
-            slot.move(S::returning, E::expire);
+            slot.template move<S::returning, E::expire>();
             lock.unlock();
             retire(slot);
             return;
         }
         if (Waiter* waiter = waiting_.take_due(WaitClock::now(), opened)) {
             slot.fresh = opened;
-            slot.move(S::returning, E::hand_off);
+            slot.template move<S::returning, E::hand_off>();
             waiter->handed = &slot;  // stays in_use: ownership passes straight to the waiter
             waiter->wake.notify_one();
             return;
         }
         Slot::publish(slot.idle_since, cheap_now<Clock>());
-        slot.move(S::returning, E::shelve);
+        slot.template move<S::returning, E::shelve>();
         waiting_.wake_front();  // the oldest competes for it with running threads
     }
 
@@ -695,7 +695,11 @@ private:
         std::shared_ptr<PooledCore> hold;  // destroyed last, after the lock is released
         std::lock_guard<std::mutex> lock(mutex_);
         hold = std::move(slot.keep_alive);
-        slot.move(event == E::closed ? S::retiring : S::connecting, event);
+        if (event == E::closed) {
+            slot.template move<S::retiring, E::closed>();
+        } else {
+            slot.template move<S::connecting, E::connect_failed>();
+        }
         slot.share_count = 0;
         slot.doomed = false;
         slot.leak_reported.store(0, std::memory_order_relaxed);
@@ -725,7 +729,7 @@ private:
         slot.steady = std::move(steady);
         Lock lock(mutex_);
         --connecting_;
-        slot.move(S::connecting, E::connect_ok);
+        slot.template move<S::connecting, E::connect_ok>();
         offer_locked(slot, lock, for_waiters);
     }
 
@@ -750,7 +754,7 @@ private:
             slots_.push_back(std::make_unique<Slot>());
             slot = slots_.back().get();
         }
-        slot->move(S::empty, E::reserve);  // empty slots belong to the lock holder
+        slot->template move<S::empty, E::reserve>();  // empty slots belong to the lock holder
         slot->keep_alive = this->shared_from_this();
         ++open_;
         ++connecting_;
@@ -766,7 +770,7 @@ private:
         for (const auto& slot : slots_) {
             const SlotState state = slot->load();
             if (state == S::returning) pending = true;
-            if (state == S::idle && slot->apply(S::idle, E::claim)) return slot.get();
+            if (state == S::idle && slot->template apply<S::idle, E::claim>()) return slot.get();
         }
         return nullptr;
     }
@@ -777,7 +781,7 @@ private:
         for (;;) {
             bool pending = false;
             for (const auto& slot : slots_) {
-                if (slot->apply(S::idle, E::expire)) claimed.push_back(slot.get());
+                if (slot->template apply<S::idle, E::expire>()) claimed.push_back(slot.get());
                 if (slot->load() == S::returning) pending = true;
             }
             if (!pending) return claimed;
@@ -949,11 +953,11 @@ private:
                                      keep > options_.mincached;
                 const bool stale = keepalive_.count() > 0 && idle_for >= keepalive_;
                 if (expired || surplus) {
-                    if (!slot.apply(S::idle, E::expire)) continue;
+                    if (!slot.template apply<S::idle, E::expire>()) continue;
                     --keep;
                     io.emplace_back([this, &slot] { retire(slot); });
                 } else if (stale) {
-                    if (!slot.apply(S::idle, E::keepalive)) continue;
+                    if (!slot.template apply<S::idle, E::keepalive>()) continue;
                     io.emplace_back([this, &slot] { run_keepalive(slot); });
                 }
             }
@@ -1001,11 +1005,11 @@ private:
 
     void run_keepalive(Slot& slot) noexcept {
         if (slot.steady->ping()) {
-            slot.move(S::pinging, E::ping_ok);
+            slot.template move<S::pinging, E::ping_ok>();
             offer(slot, false);
             return;
         }
-        slot.move(S::pinging, E::ping_failed);
+        slot.template move<S::pinging, E::ping_failed>();
         emit(EventKind::keepalive_failed, "an idle connection failed its keepalive ping");
         retire(slot);
     }
