@@ -52,6 +52,8 @@ template <class C>
 using prepare_thread_member = decltype(C::prepare_thread());
 template <class C>
 using abandon_member = decltype(std::declval<C&>().abandon());
+template <class C>
+using is_reusable_member = decltype(bool(std::declval<const C&>().is_reusable()));
 
 }  // namespace detail
 
@@ -72,6 +74,8 @@ using abandon_member = decltype(std::declval<C&>().abandon());
 /// - `static constexpr bool thread_safe_sharing`: enables maxshared; never shared.
 /// - `static void prepare_thread()`: per-thread client set-up; nothing.
 /// - `void abandon() noexcept`: drop silently after fork(); the object is leaked.
+/// - `bool is_reusable() const noexcept`: no I/O; false when the connection cannot serve another
+///   borrower (e.g. results left unread); pools close it on return; always reusable.
 ///
 /// Without `classify_failure`, a `dbpool::Error` with code `connection_lost` counts as
 /// `Failure::broken` and every other exception as `Failure::none`.
@@ -183,6 +187,16 @@ struct ConnectionTraits {
     /// connection (borrowers, pool workers, maintenance), before its first use.
     static void prepare_thread() {
         if constexpr (has_prepare_thread) Connection::prepare_thread();
+    }
+
+    /// Whether a returned connection can serve the next borrower as it is (no I/O); a pool
+    /// closes one that cannot.
+    static bool is_reusable(const Connection& connection) noexcept {
+        if constexpr (detail::detected<Connection, detail::is_reusable_member>) {
+            return bool(connection.is_reusable());
+        } else {
+            return true;
+        }
     }
 
     /// Whether `abandon` can drop a connection without touching the server (after fork()).

@@ -136,8 +136,9 @@ public:
     }
 
     /// Commits. Throws Error{transaction_lost} when the transaction was lost before (the
-    /// connection broke, was closed or inherited by fork()), and Error{commit_unknown} when the
-    /// connection breaks during COMMIT: the transaction may or may not have been committed.
+    /// connection broke, was closed or inherited by fork()) or when COMMIT certainly never
+    /// reached the server, and Error{commit_unknown} when the connection broke during COMMIT:
+    /// the transaction may or may not have been committed.
     void commit() {
         Lock lock(mutex_);
         notice_fork();
@@ -147,8 +148,12 @@ public:
         try {
             Traits::commit(*connection_);
         } catch (const std::exception& error) {
-            if (classify(error) == Failure::none) throw;
+            const Failure failure = classify(error);
+            if (failure == Failure::none) throw;
             drop(false);
+            // Not sent: the server never saw COMMIT and rolled the transaction back with the
+            // connection. Otherwise it may have committed just before the connection broke.
+            if (failure == Failure::broken_not_sent) throw_transaction_lost(error);
             throw_commit_unknown(error);
         }
     }
@@ -271,6 +276,13 @@ public:
     bool is_open() const noexcept {
         Lock lock(mutex_);
         return connection_ != nullptr;
+    }
+
+    /// For pools: whether the connection is open and can serve another borrower as it is
+    /// (ConnectionTraits::is_reusable; no I/O).
+    bool is_reusable() const noexcept {
+        Lock lock(mutex_);
+        return connection_ != nullptr && Traits::is_reusable(*connection_);
     }
 
     /// The raw connection, opened if needed: no ping, no counting, no reconnect.

@@ -386,6 +386,11 @@ public:
     /// Simulates a statement that implicitly opened (or ended) a server-side transaction.
     void set_server_transaction(bool open) { server_transaction_ = open; }
 
+    /// Whether the connection could serve another borrower as it is (e.g. no unread results).
+    bool is_reusable() const noexcept { return reusable_; }
+    /// Simulates a connection left in a state the next borrower must not inherit.
+    void set_reusable(bool reusable) { reusable_ = reusable; }
+
     /// After fork(): forget the connection without telling the server.
     void abandon() noexcept {
         if (!open_) return;
@@ -442,6 +447,7 @@ private:
     bool open_ = true;
     std::atomic<bool> server_transaction_{false};  // read by pools without the owner's lock
     bool fail_ordinary_ = false;
+    bool reusable_ = true;
 };
 
 /// The same fake, declared safe to use from several threads at once (enables maxshared).

@@ -1,6 +1,7 @@
 // Regression tests for fork(): a handle inherited by a child must never talk on the parent's
 // connection, neither when it is used nor when it is returned. The child reports through its
 // exit code (no Catch2 in the child).
+#include "../fork_support.hpp"
 #include "pool_test_support.hpp"
 
 #include <dbpool/persistent_pool.hpp>
@@ -17,14 +18,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#if defined(__SANITIZE_THREAD__)
-#define DBPOOL_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define DBPOOL_TEST_TSAN 1
-#endif
-#endif
 
 using fake::FakeConnection;
 using fake::FakeDatabase;
@@ -106,10 +99,7 @@ TEST_CASE(
     "regression: after fork() a statement through an inherited pooled handle never reaches the "
     "parent's connection",
     "[regression][fork]") {
-#ifdef DBPOOL_TEST_TSAN
-    WARN("skipped under TSan (fork of a multi-threaded process)");
-    return;
-#endif
+    DBPOOL_SKIP_FORK_UNDER_SANITIZERS();
     auto db = std::make_shared<FakeDatabase>();
     dbpool::PooledPool<FakeConnection, ManualClock> pool(FakeDatabase::creator<FakeConnection>(db),
                                                          test_options());
@@ -142,10 +132,7 @@ TEST_CASE(
 
 TEST_CASE("regression: after fork() returning an inherited pooled handle sends nothing",
           "[regression][fork]") {
-#ifdef DBPOOL_TEST_TSAN
-    WARN("skipped under TSan (fork of a multi-threaded process)");
-    return;
-#endif
+    DBPOOL_SKIP_FORK_UNDER_SANITIZERS();
     auto db = std::make_shared<FakeDatabase>();
     auto options = test_options();
     options.reset = dbpool::Reset::rollback;  // a return inside a transaction sends ROLLBACK
@@ -174,10 +161,7 @@ TEST_CASE(
     "regression: after fork() an inherited persistent handle neither runs statements on nor "
     "rolls back the parent's connection",
     "[regression][fork][persistent]") {
-#ifdef DBPOOL_TEST_TSAN
-    WARN("skipped under TSan (fork of a multi-threaded process)");
-    return;
-#endif
+    DBPOOL_SKIP_FORK_UNDER_SANITIZERS();
     auto db = std::make_shared<FakeDatabase>();
     dbpool::PersistentOptions options;  // closeable = false: close() rolls back an open one
     options.ping = dbpool::Ping::never;

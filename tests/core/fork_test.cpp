@@ -1,4 +1,5 @@
 // fork(): a child must not close (or use) the connections it inherited; it opens its own.
+#include "../fork_support.hpp"
 #include "pool_test_support.hpp"
 
 #include <dbpool/pooled_pool.hpp>
@@ -12,35 +13,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-// A pool opens connections on worker threads, so a forked child that uses its pool starts a
-// thread, which ThreadSanitizer does not support ("starting new threads after multi-threaded
-// fork"). These tests run under ASan+UBSan only.
-#if defined(__SANITIZE_THREAD__)
-#define DBPOOL_FORK_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define DBPOOL_FORK_TSAN 1
-#endif
-#endif
-
-#ifdef DBPOOL_FORK_TSAN
-#define DBPOOL_SKIP_FORK_UNDER_TSAN()                                   \
-    do {                                                                \
-        WARN("skipped under TSan: a forked child starts pool workers"); \
-        return;                                                         \
-    } while (false)
-#else
-#define DBPOOL_SKIP_FORK_UNDER_TSAN() \
-    do {                              \
-    } while (false)
-#endif
-
 using fake::FakeConnection;
 using fake::FakeDatabase;
 using fake::test_options;
 
 TEST_CASE("fork: the child opens its own connections and leaves the parent's alone", "[fork]") {
-    DBPOOL_SKIP_FORK_UNDER_TSAN();
+    DBPOOL_SKIP_FORK_UNDER_SANITIZERS();
     auto db = std::make_shared<FakeDatabase>();
     auto options = test_options();
     options.mincached = 2;
@@ -81,7 +59,7 @@ TEST_CASE("fork: the child opens its own connections and leaves the parent's alo
 }
 
 TEST_CASE("fork: a child never inherits a pool lock held by another thread", "[fork]") {
-    DBPOOL_SKIP_FORK_UNDER_TSAN();
+    DBPOOL_SKIP_CONCURRENT_FORK_UNDER_SANITIZERS();
     auto db = std::make_shared<FakeDatabase>();
     db->set_logging(false);
     auto options = test_options();

@@ -502,6 +502,19 @@ TEST_CASE_METHOD(PoolFixture, "pool: a broken connection returned is closed, cap
     CHECK(pool->stats().total == 1);
 }
 
+TEST_CASE_METHOD(PoolFixture, "pool: a connection that is not reusable is closed on return",
+                 "[pool]") {
+    auto pool = make();
+    {
+        auto h = pool->connection();
+        h->raw().set_reusable(false);  // e.g. results left unread on a MySQL connection
+    }
+    CHECK(db->closes() == 1);
+    CHECK(pool->stats().total == 0);
+    auto h = pool->connection();
+    CHECK(id_of(h) == 2);  // the next borrower never inherits it
+}
+
 TEST_CASE_METHOD(PoolFixture, "pool: dedicated and steady connections", "[pool]") {
     auto pool = make();
     auto a = pool->dedicated_connection();

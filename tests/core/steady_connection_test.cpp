@@ -384,6 +384,22 @@ TEST_CASE_METHOD(Fixture, "steady: commit on a broken connection is commit_unkno
     CHECK(db->opens() == 2);
 }
 
+TEST_CASE_METHOD(Fixture, "steady: a COMMIT that never reached the server is transaction_lost",
+                 "[steady]") {
+    auto options = exact();
+    options.failures = [](const std::exception& error) {
+        return dynamic_cast<const FakeError*>(&error) != nullptr ? Failure::broken_not_sent
+                                                                 : Failure::none;
+    };
+    auto steady = make(options);
+    steady->begin();
+    db->kill(1);
+    // Not sent: the server rolled the transaction back with the connection; redo it.
+    CHECK_THROWS_MATCHES(steady->commit(), dbpool::Error, has_code(ErrorCode::transaction_lost));
+    CHECK_FALSE(steady->in_transaction());
+    CHECK(db->commits() == 0);
+}
+
 TEST_CASE_METHOD(Fixture, "steady: begin on a dead connection is retried on a new one",
                  "[steady]") {
     auto steady = make();

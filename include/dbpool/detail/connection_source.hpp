@@ -42,7 +42,12 @@ std::unique_ptr<Connection> open_connection(const Creator<Connection>& creator,
     try {
         fresh = creator();
     } catch (const Error& error) {
-        if (error.code() == ErrorCode::connect_failed) throw;
+        // A server that is up but not ready (e.g. a cluster node not synced) says so: a router
+        // may go to another node. Everything else is a failed connect.
+        if (error.code() == ErrorCode::connect_failed ||
+            error.code() == ErrorCode::node_unavailable) {
+            throw;
+        }
         throw Error(ErrorCode::connect_failed,
                     std::string("dbpool: could not open a connection: ") + error.what(),
                     error.native_code(), error.sqlstate());

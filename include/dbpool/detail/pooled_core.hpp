@@ -174,7 +174,7 @@ public:
         account(slot, now);
         Steady& steady = *slot.steady;
         Slot::publish(slot.opened_at, steady.opened_at());  // a reconnect renews the lifetime
-        if (discard || !steady.is_open() || lifetime_over(slot, now)) {
+        if (discard || !steady.is_reusable() || lifetime_over(slot, now)) {
             slot.template move<S::in_use, E::discard>();
             retire(slot);
             return;
