@@ -11,8 +11,9 @@ set -euo pipefail
 
 packages=(
     cmake g++ clang clang-format clang-tidy make pkg-config
+    libc++-14-dev libc++abi-14-dev
     catch2
-    libmariadb-dev libmariadb-dev-compat mariadb-server
+    libmariadb-dev libmariadb-dev-compat mariadb-server openssl
     libbenchmark-dev gnuplot-nox valgrind
 )
 
