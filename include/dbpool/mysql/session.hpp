@@ -247,10 +247,12 @@ private:
     void set_tls(MYSQL* mysql) const {
         const TlsOptions& tls = options_.tls;
 #if DBPOOL_MYSQL_MARIADB_CLIENT
-        // Connector/C: ENFORCE makes it use TLS when the server offers it (it still connects
-        // in plain text when the server does not: see connect()); VERIFY_SERVER_CERT checks the
-        // chain and the host name, and refuses a server without TLS.
-        const ClientBool use = tls.mode != TlsMode::disabled ? 1 : 0;
+        // Connector/C uses no TLS unless asked (tested), so disabled sets nothing. ENFORCE makes
+        // it use TLS when the server offers it (it still connects in plain text when the
+        // server does not: see connect()); VERIFY_SERVER_CERT checks the chain and the host
+        // name, and refuses a server without TLS.
+        if (tls.mode == TlsMode::disabled) return;
+        const ClientBool use = 1;
         const ClientBool verify =
             tls.mode == TlsMode::verify_ca || tls.mode == TlsMode::verify_identity ? 1 : 0;
         mysql_options(mysql, MYSQL_OPT_SSL_ENFORCE, &use);
