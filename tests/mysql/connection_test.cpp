@@ -728,3 +728,24 @@ TEST_CASE("a write on a read-only server is read_only", "[mysql][serial]") {
     CHECK(connection.query("SELECT 1").scalar<int>() == 1);
     connection.execute("DROP TABLE " + table);
 }
+
+TEST_CASE("prepare_thread is cheap once done, and a prepared thread can use a connection",
+          "[mysql][concurrency]") {
+    Connection::prepare_thread();
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 100000; ++i)
+        Connection::prepare_thread();  // a thread-local check after the first call
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+
+    // What a pool does: a connection opened on one thread, used on another that prepared.
+    Connection connection(test_server().tcp());
+    int answer = 0;
+    std::thread worker([&] {
+        Connection::prepare_thread();
+        Connection::prepare_thread();
+        answer = connection.query("SELECT ?", 42).scalar<int>();
+    });
+    worker.join();
+    CHECK(answer == 42);
+    CHECK(connection.query("SELECT 1").scalar<int>() == 1);
+}

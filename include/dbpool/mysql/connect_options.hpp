@@ -196,7 +196,7 @@ inline ConnectOptions ConnectOptions::from_url(std::string_view url) {
         std::string name = detail::lower_ascii(parameter.first);
         std::replace(name.begin(), name.end(), '-', '_');
         const auto seconds = [&](const char* what) {
-            return std::chrono::seconds(detail::parse_unsigned(value, 86400 * 365, what));
+            return std::chrono::seconds(detail::parse_unsigned(value, 86400UL * 365, what));
         };
         if (name == "charset") {
             options.charset = value;

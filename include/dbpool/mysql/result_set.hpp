@@ -309,10 +309,10 @@ public:
     template <class T>
     T get(std::string_view name) const&& {
         static_assert(!detail::is_view<T>::value,
-                      "get<std::string_view> on a temporary Row: "
-                      "it would dangle; keep the row in a variable "
-                      "(auto row = ...;) or read std::string");
-        return std::move(*this).template get<T>(data_->column_index(name));
+                      "get<std::string_view> on a temporary Row: it would dangle; keep the row in "
+                      "a variable (auto row = ...;) or read std::string");
+        const std::size_t index = data_->column_index(name);
+        return detail::convert<T>(data_->cell(row_, index), data_->columns[index]);
     }
     /// Whether column `index` is NULL.
     bool is_null(std::size_t index) const {

@@ -280,7 +280,7 @@ private:
                     column.kind = is_unsigned ? Kind::unsigned_integer : Kind::integer;
                     bind.buffer_type = MYSQL_TYPE_LONGLONG;
                     bind.buffer = &column.integer;
-                    bind.is_unsigned = is_unsigned;
+                    bind.is_unsigned = is_unsigned ? 1 : 0;
                     break;
                 }
                 case MYSQL_TYPE_FLOAT:
