@@ -138,9 +138,12 @@ private:
         return session.is_open() && has_pending_results(session.native());
     }
 
+    // Closes an out-of-sync connection. The connection goes first: mysql_close detaches its
+    // statements, so closing them afterwards only frees memory and sends nothing into a
+    // protocol that is out of step.
     void abandon_session(Session& session) noexcept {
-        cache_.clear();
         session.close();
+        cache_.clear();
     }
 
     Results read_text_results(Session& session, std::string_view sql, Keep keep) {
