@@ -392,7 +392,9 @@ public:
     /// The first column of the first row as T; throws Error{usage} when the result is empty.
     template <class T>
     T scalar() const& {
-        return row(0).template get<T>(0);
+        // A named row: a view stays valid as long as this result (which shares the data).
+        const Row first = row(0);
+        return first.get<T>(0);
     }
     /// On a temporary ResultSet: every T except views (a view would dangle; compile error).
     template <class T>
