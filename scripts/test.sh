@@ -11,9 +11,11 @@
 #    core unit tests included, runs under TSan too; it is cheap enough and any test that
 #    starts a thread (not only the [concurrency] ones) can race.
 # 4. build/clang-libcxx: clang++ with libc++ (not libstdc++) and UBSan including
-#    -fsanitize=float-cast-overflow (GCC's UBSan leaves that check out). Builds and runs only
-#    what needs no server: the core and MySQL unit tests, the header self-containment check
-#    and the compile-fail checks; the other trees already cover the rest.
+#    -fsanitize=float-cast-overflow (GCC's UBSan leaves that check out). Builds and runs the
+#    core tests, the MySQL unit tests, the header self-containment check, the compile-fail
+#    checks, and every fork() test: ASan's allocator is not fork-safe while another thread
+#    allocates and TSan cannot follow a child that starts threads (tests/fork_support.hpp), so
+#    this tree, without either, is where the concurrent fork tests run.
 # 5. scripts/lint.sh --format (clang-format check); with --tidy also clang-tidy (slow).
 #
 # The MySQL integration tests start their own throwaway server through a CTest fixture;
@@ -131,8 +133,8 @@ run_clang_tree() {
     # Only the targets that exist (the tree configures while parts are being written).
     local available targets=()
     available=$(cmake --build "$dir" --target help)
-    for target in dbpool_core_tests dbpool_core_concurrency_tests dbpool_mysql_unit_tests \
-            dbpool_header_check_main; do
+    for target in dbpool_core_tests dbpool_core_concurrency_tests dbpool_core_regression_tests \
+            dbpool_mysql_unit_tests dbpool_fault_tests dbpool_header_check_main; do
         if grep -q "\b$target\b" <<<"$available"; then targets+=("$target"); fi
     done
     section "$name: build ${targets[*]} (-j$jobs)"
@@ -140,10 +142,10 @@ run_clang_tree() {
         failed=$((failed + 1)); notes+=("$name: build failed")
         return
     fi
-    section "$name: ctest (unit, headers, compile-fail)"
+    section "$name: ctest (core, unit, headers, compile-fail, fork)"
     log="$dir/ctest.log"
     (cd "$dir" && ctest --output-on-failure -j "$ctest_jobs" --timeout "$ctest_timeout" \
-        -R '^(core|mysql_unit):|^headers\.|^mysql_compile_fail:') 2>&1 | tee "$log"
+        -R '^(core|mysql_unit):|^headers\.|^mysql_compile_fail:|^faults:.*fork') 2>&1 | tee "$log"
     count_results "$name" "$log"
 }
 
