@@ -76,9 +76,9 @@ struct Session {
     std::string closing_reason;
 };
 
-// libpq's notice receiver: hands notices to on_notice and notes a FATAL, which the server
-// sends while idle just before it closes the session (pg_terminate_backend, shutdown,
-// idle_session_timeout).
+// libpq's notice receiver: hands notices to on_notice and notes a FATAL (or a shutdown
+// warning), which the server sends while idle just before it closes the session
+// (pg_terminate_backend, shutdown, idle_session_timeout).
 inline void receive_notice(void* arg, const PGresult* result) noexcept {
     auto* session = static_cast<Session*>(arg);
     const auto field = [result](int code) {
@@ -88,7 +88,9 @@ inline void receive_notice(void* arg, const PGresult* result) noexcept {
     try {
         Notice notice{field(PG_DIAG_SEVERITY_NONLOCALIZED), field(PG_DIAG_SQLSTATE),
                       field(PG_DIAG_MESSAGE_PRIMARY)};
-        if (notice.severity == "FATAL" || notice.severity == "PANIC") {
+        // An immediate shutdown announces itself as a WARNING with 57P01/57P02 (quickdie).
+        if (notice.severity == "FATAL" || notice.severity == "PANIC" ||
+            is_connection_sqlstate(notice.sqlstate)) {
             session->closing = true;
             session->closing_sqlstate = notice.sqlstate;
             session->closing_reason = "[" + notice.sqlstate + "] " + notice.message;
@@ -701,7 +703,7 @@ private:
     }
 
     void connect();
-    [[noreturn]] void connect_error(const std::string& why);
+    [[noreturn]] void connect_error(const std::string& why, bool timed_out = false);
 
     std::unique_ptr<detail::Session> session_;
 };
@@ -735,10 +737,11 @@ inline std::string take_sqlstate(std::string& message) {
 
 }  // namespace detail
 
-inline void Connection::connect_error(const std::string& why) {
+inline void Connection::connect_error(const std::string& why, bool timed_out) {
     std::string message = why;
     std::string sqlstate;
-    if (session_->conn != nullptr) {
+    // After a timeout libpq's own message is an unfinished "connection to server ... failed: ".
+    if (session_->conn != nullptr && !timed_out) {
         std::string raw = PQerrorMessage(session_->conn);
         sqlstate = detail::take_sqlstate(raw);
         if (!raw.empty()) message += (message.empty() ? "" : ": ") + detail::one_line(raw);
@@ -782,7 +785,8 @@ inline void Connection::connect() {
         const short events = state == PGRES_POLLING_READING ? POLLIN : POLLOUT;
         if (detail::wait_socket(conn, events, deadline) == 0) {
             connect_error("timed out after " +
-                          std::to_string(options.effective_connect_timeout().count()) + " ms");
+                              std::to_string(options.effective_connect_timeout().count()) + " ms",
+                          true);
         }
         state = PQconnectPoll(conn);
     }
