@@ -3,16 +3,17 @@
 #
 # Idempotent: does nothing (and needs no root) when everything is installed already. Otherwise
 # runs, as root (directly or through sudo), `apt-get update` and `apt-get install -y` for the
-# missing packages only. It never starts a MariaDB service: Debian's mariadb-server postinst
-# would, so a policy-rc.d that denies service starts (exit 101) is in place during the install
-# (and removed afterwards only if this script created it). The tests start their own
-# throwaway server (scripts/mariadb.sh) instead.
+# missing packages only. It never starts a MariaDB or PostgreSQL service: Debian's mariadb-server
+# and postgresql postinsts would, so a policy-rc.d that denies service starts (exit 101) is in
+# place during the install (and removed afterwards only if this script created it). The tests
+# start their own throwaway servers (scripts/mariadb.sh, scripts/postgres.sh) instead.
 set -euo pipefail
 
 packages=(
     cmake g++ clang clang-format clang-tidy make pkg-config
     catch2
     libmariadb-dev libmariadb-dev-compat mariadb-server
+    libpq-dev postgresql openssl
     libbenchmark-dev gnuplot-nox valgrind
 )
 
