@@ -15,6 +15,7 @@
 
 #if defined(DBPOOL_CONSUMER_WITH_PG)
 #include <dbpool/pg.hpp>
+
 #include <libpq-fe.h>
 #endif
 
