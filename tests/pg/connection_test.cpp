@@ -307,6 +307,10 @@ TEST_CASE("binds and reads back every supported type, NULLs as std::optional", "
     const dbpool::pg::Row kept = connection.query("SELECT 'kept'::text AS v")[0];
     CHECK(kept.get<std::string_view>("v") == "kept");
     CHECK(connection.query("SELECT 7 AS v")[0].get<int>("v") == 7);
+    // A view from a named result is fine (from a temporary it does not compile, see
+    // tests/pg/dangling_row.cpp).
+    const auto named = connection.query("SELECT 'abc'::text");
+    CHECK(named.scalar<std::string_view>() == "abc");
     for (const auto& row : connection.query("SELECT generate_series(1, 3) AS v")) {
         CHECK(row.get<int>(0) >= 1);
     }

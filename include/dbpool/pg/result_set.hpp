@@ -326,14 +326,16 @@ public:
     /// The first column of the first row as T; throws Error{usage} when the result is empty.
     template <class T>
     T scalar() const& {
-        return row(0).template get<T>(0);
+        const Row first = row(0);  // a view into it stays valid while this ResultSet lives
+        return first.template get<T>(0);
     }
     /// As scalar() on a temporary result; std::string_view is refused (it would dangle).
     template <class T>
     T scalar() && {
         static_assert(!detail::is_view<T>::value,
                       "a string_view from a temporary ResultSet would dangle: name it first");
-        return row(0).template get<T>(0);
+        const Row first = row(0);
+        return first.template get<T>(0);
     }
     /// The underlying PGresult, or null for an empty ResultSet; do not PQclear it.
     const PGresult* native_handle() const noexcept { return data_ ? data_->result.get() : nullptr; }
