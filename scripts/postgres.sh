@@ -5,7 +5,8 @@
 #                                      certificates in DIR/tls, start postgres on a free port of
 #                                      127.0.0.1 and a unix socket in DIR, create the test roles
 #                                      and database, write DIR/env
-#   scripts/postgres.sh stop DIR       stop the server started in DIR and remove DIR
+#   scripts/postgres.sh stop DIR       stop the server started in DIR (immediate: its data is
+#                                      thrown away) and remove DIR
 #   scripts/postgres.sh restart DIR    stop (keeping the data) and start again, same port/socket
 #   scripts/postgres.sh immediate DIR  pg_ctl stop -m immediate: no shutdown checkpoint, crash
 #                                      recovery at the next start; keeps DIR (fault tests)
@@ -214,14 +215,19 @@ launch() {
     done
 }
 
+# Stops the server with pg_ctl's `mode` (fast: a clean shutdown for a restart; immediate when
+# the data is thrown away anyway), then kill -9 if it is still there.
 stop_server() {
-    local pid
+    local mode=$1 pid
     pid=$(postmaster_pid)
     [[ -n $pid ]] || return 0
-    as_server "$PG_BIN/pg_ctl" -D "$DIR/data" -m fast -w -t "$STOP_WAIT_SECONDS" stop \
+    as_server "$PG_BIN/pg_ctl" -D "$DIR/data" -m "$mode" -w -t "$STOP_WAIT_SECONDS" stop \
         >/dev/null 2>&1 || true
+    # pg_ctl returns once the pid file is gone, a moment before the process itself.
+    local deadline=$((SECONDS + 5))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
-        echo "postgres.sh: server $pid did not stop in ${STOP_WAIT_SECONDS}s; kill -9" >&2
+        echo "postgres.sh: server $pid did not stop; kill -9" >&2
         kill9_server
     fi
 }
@@ -316,7 +322,7 @@ case $CMD in
     start) start ;;
     stop)
         if [[ -d $DIR ]]; then
-            if [[ -n $PG_BIN ]]; then stop_server; fi
+            if [[ -n $PG_BIN ]]; then stop_server immediate; fi
             # Only remove what this script created (a cluster next to its own files).
             if [[ -f $DIR/data/PG_VERSION && -f $DIR/port ]] || [[ -z $(ls -A "$DIR") ]]; then
                 rm -rf "$DIR"
@@ -328,7 +334,7 @@ case $CMD in
     restart)
         [[ -f $DIR/port && -d $DIR/data ]] || die "no server was started in $DIR"
         DIR=$(cd "$DIR" && pwd)
-        stop_server
+        stop_server fast
         launch
         echo "PostgreSQL restarted (pid $(postmaster_pid)) on port $(cat "$DIR/port")"
         ;;
