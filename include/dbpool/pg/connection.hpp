@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -760,6 +761,11 @@ inline void Connection::connect() {
     {
         const detail::Conninfo parsed = detail::parse_conninfo(options.conninfo);
         session.secrets = {options.password, detail::conninfo_value(parsed, "password")};
+        // libpq never prints a password, but the one it may take from the environment is
+        // masked too, should a server message ever echo it.
+        if (const char* environment = std::getenv("PGPASSWORD")) {
+            session.secrets.emplace_back(environment);
+        }
     }
     // Defaults first: the expanded connection string and the password override them.
     std::vector<const char*> keys = {"client_encoding", "fallback_application_name", "dbname"};
