@@ -120,3 +120,20 @@ TEST_CASE("TLS: large results arrive promptly (records bigger than libpq's buffe
     std::cout << "[tls] 5 x 2 MB over TLS in " << seconds << " s\n";
     CHECK(seconds < 5.0);
 }
+
+TEST_CASE("TLS: a terminated idle session is known dead before anything is sent", "[pg][tls]") {
+    Connection victim(tls_options(test_server().user, "require"));
+    REQUIRE(victim.ssl_in_use());
+    Connection admin(test_server().admin());
+    victim.query("SELECT $1::int", 1);
+    REQUIRE(dbpool_pg_test::terminate_and_wait(admin, victim.backend_pid()));
+    try {
+        victim.query("SELECT $1::int", 2);
+        FAIL("query on a terminated session succeeded");
+    } catch (const Error& error) {
+        INFO(error.what());
+        CHECK(error.native_code() == dbpool::pg::native(dbpool::pg::ClientError::not_sent));
+        CHECK(error.sqlstate() == "57P01");
+        CHECK(Connection::classify_failure(error) == dbpool::Failure::broken_not_sent);
+    }
+}
