@@ -734,7 +734,9 @@ TEST_CASE("a frozen server: every request ends within its timeouts", "[pg][fault
     // plus more.
     CHECK(longest_request.load() < std::int64_t(6e9));
     REQUIRE(first_success_after_thaw.load() != std::numeric_limits<std::int64_t>::max());
-    CHECK(first_success_after_thaw.load() - thawed_at.load() < std::int64_t(3e9));
+    // The connect backoff (at most 1 s) plus a connect to a server that was just resumed; 1 to
+    // 3 s were measured on a loaded 2-core machine under sanitizers.
+    CHECK(first_success_after_thaw.load() - thawed_at.load() < std::int64_t(5e9));
 }
 
 // ---------------------------------------------------------------------------------------------
