@@ -5,10 +5,12 @@
 #
 # 1. scripts/install-deps.sh (skipped with --no-deps; a no-op when everything is installed).
 # 2. Release build (-O2) with -DDBPOOL_BUILD_BENCH=ON in $BUILD_DIR (default build/bench).
-# 3. A throwaway MariaDB in a temporary directory (scripts/mariadb.sh; stopped on exit).
+# 3. A throwaway MariaDB and a throwaway PostgreSQL in temporary directories
+#    (scripts/mariadb.sh, scripts/postgres.sh; stopped on exit).
 # 4. Runs bench/pool_overhead (no-op connection; dbpool, a textbook pool and the peers soci and
-#    MySQL++ when installed), bench/primitives, bench/pool_memory and bench/server_throughput;
-#    results (JSON, CSV, summary.md) go to $RESULTS_DIR (default build/bench-results).
+#    MySQL++ when installed), bench/primitives, bench/pool_memory, bench/server_throughput and
+#    bench/pg_throughput; results (JSON, CSV, summary.md, pg_throughput.txt) go to $RESULTS_DIR
+#    (default build/bench-results).
 # 5. bench/report.py prints the tables and every target with met/missed; gnuplot draws the
 #    oversubscribed curve (docs/benchmark-oversubscribed.png) and requests/s against threads
 #    for every server variant (docs/benchmark-throughput.png); --quick draws them in the
@@ -53,14 +55,16 @@ fi
 section "build (Release, -O2) in $build_dir"
 cmake -S "$repo" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release \
     "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG" -DDBPOOL_BUILD_BENCH=ON -DDBPOOL_WITH_MYSQL=ON \
+    -DDBPOOL_WITH_PG=ON \
     -DDBPOOL_BUILD_TESTS=OFF -DDBPOOL_BUILD_EXAMPLES=OFF -DDBPOOL_INSTALL=OFF >/dev/null
 cmake --build "$build_dir" -j "$jobs" --target dbpool_pool_overhead dbpool_primitives \
-    dbpool_pool_memory dbpool_server_throughput
+    dbpool_pool_memory dbpool_server_throughput dbpool_pg_throughput
 bin=$build_dir/bench
 
 mkdir -p "$results"
 rm -f "$results"/pool_overhead.json "$results"/primitives.json "$results"/pool_memory.json \
-    "$results"/server_throughput.json "$results"/server_throughput.csv "$results"/*.dat
+    "$results"/server_throughput.json "$results"/server_throughput.csv "$results"/*.dat \
+    "$results"/pg_throughput.json "$results"/pg_throughput.txt
 
 section "machine"
 {
@@ -70,6 +74,8 @@ section "machine"
     echo "kernel: $(uname -r)"
     echo "compiler: $(c++ --version | head -n1)"
     echo "server: $(mariadbd --version 2>/dev/null | head -n1)"
+    echo "pg server: $(find /usr/lib/postgresql -path '*/bin/postgres' 2>/dev/null | sort -V | tail -n1 |
+        xargs -r -I{} {} --version)"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "peers: $(dpkg-query -W -f='${Package} ${Version}, ' libsoci-dev libmysql++-dev \
@@ -78,7 +84,11 @@ section "machine"
 
 section "throwaway MariaDB"
 server_dir=$(mktemp -d /tmp/dbpool-bench.XXXXXX)
-stop_server() { bash "$repo/scripts/mariadb.sh" stop "$server_dir" >/dev/null 2>&1 || true; }
+pg_dir=$(mktemp -d /tmp/dbpool-pgbench.XXXXXX)
+stop_server() {
+    bash "$repo/scripts/mariadb.sh" stop "$server_dir" >/dev/null 2>&1 || true
+    bash "$repo/scripts/postgres.sh" stop "$pg_dir" >/dev/null 2>&1 || true
+}
 trap stop_server EXIT
 # Into a file, not `| head -n1`: head exiting early sends mariadb.sh SIGPIPE and, with
 # pipefail, ends this script (exit 141) whenever the server's message is written late.
@@ -93,10 +103,12 @@ if [ "$quick" -eq 1 ]; then
     overhead_args=(--reps 1 --scale 0.1)
     primitive_args=(--reps 1 --scale 0.2)
     server_args=(--seconds 0.3 --rounds 1 --cycles 10000)
+    pg_args=(--seconds 0.3 --rounds 1)
 else
     overhead_args=(--reps 3 --scale 1)
     primitive_args=(--reps 5 --scale 1)
     server_args=(--seconds 1.0 --rounds 5 --cycles 100000)
+    pg_args=(--seconds 1.2 --rounds 5)
 fi
 
 section "pool_overhead (no-op connection)"
@@ -111,6 +123,14 @@ section "pool_memory"
 section "server_throughput (MariaDB over 127.0.0.1)"
 timeout 600 "$bin/dbpool_server_throughput" "${server_args[@]}" \
     --json "$results/server_throughput.json" --csv "$results/server_throughput.csv"
+
+section "pg_throughput (PostgreSQL over 127.0.0.1)"
+bash scripts/postgres.sh start "$pg_dir" >"$results/postgres-start.txt"
+head -n1 "$results/postgres-start.txt"
+# shellcheck disable=SC1091
+DBPOOL_PG_URL=$(. "$pg_dir/env" && echo "$DBPOOL_PG_URL")
+DBPOOL_PG_URL=$DBPOOL_PG_URL timeout 600 "$bin/dbpool_pg_throughput" "${pg_args[@]}" \
+    --json "$results/pg_throughput.json" | tee "$results/pg_throughput.txt"
 
 section "report"
 python3 bench/report.py "$results"

@@ -3,10 +3,10 @@
 #
 # Idempotent: does nothing (and needs no root) when everything is installed already. Otherwise
 # runs, as root (directly or through sudo), `apt-get update` and `apt-get install -y` for the
-# missing packages only. It never starts a MariaDB service: Debian's mariadb-server postinst
-# would, so a policy-rc.d that denies service starts (exit 101) is in place during the install
-# (and removed afterwards only if this script created it). The tests start their own
-# throwaway server (scripts/mariadb.sh) instead.
+# missing packages only. It never starts a MariaDB or PostgreSQL service: Debian's mariadb-server
+# and postgresql postinsts would, so a policy-rc.d that denies service starts (exit 101) is in
+# place during the install (and removed afterwards only if this script created it). The tests
+# start their own throwaway servers (scripts/mariadb.sh, scripts/postgres.sh) instead.
 set -euo pipefail
 
 packages=(
@@ -14,6 +14,7 @@ packages=(
     libc++-14-dev libc++abi-14-dev
     catch2
     libmariadb-dev libmariadb-dev-compat mariadb-server openssl
+    libpq-dev postgresql
     gnuplot-nox valgrind
     # bench/: the peer pools compared with dbpool (soci's needs Boost's headers for its
     # sessions, which Debian's libsoci-dev does not pull in).

@@ -18,8 +18,10 @@
 #    this tree, without either, is where the concurrent fork tests run.
 # 5. scripts/lint.sh --format (clang-format check); with --tidy also clang-tidy (slow).
 #
-# The MySQL integration tests start their own throwaway server through a CTest fixture;
-# no system MariaDB service is used or started.
+# The MySQL and PostgreSQL integration and fault tests start their own throwaway servers
+# through CTest fixtures (scripts/mariadb.sh, scripts/postgres.sh); no system MariaDB or
+# PostgreSQL service is used or started. The PostgreSQL backend is required (DBPOOL_WITH_PG=ON),
+# so a missing libpq fails the configure step instead of silently skipping its tests.
 #
 # Ends with one line "N passed, N failed": the sum of the ctest counts of both trees, plus one
 # check each for the lint steps; a configure or build failure counts as one failed check.
@@ -42,7 +44,7 @@ for arg in "$@"; do
         --asan-only) trees=(asan) ;;
         --tsan-only) trees=(tsan) ;;
         --clang-only) trees=(clang) ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -101,7 +103,7 @@ run_tree() {
     local dir="$repo/build/$name" log
     section "$name: configure (DBPOOL_SANITIZE=$sanitize)"
     if ! cmake -S "$repo" -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DDBPOOL_SANITIZE="$sanitize" \
-            -DDBPOOL_BUILD_TESTS=ON -DDBPOOL_BUILD_BENCH=OFF; then
+            -DDBPOOL_BUILD_TESTS=ON -DDBPOOL_BUILD_BENCH=OFF -DDBPOOL_WITH_PG=ON; then
         failed=$((failed + 1)); notes+=("$name: configure failed")
         return
     fi

@@ -1,9 +1,9 @@
 # cmake -D BUILD_DIR=... -D CONSUMER_SOURCE_DIR=... -D WORK_DIR=... -D WITH_MYSQL=ON|OFF
-#       -D CXX_COMPILER=... [-D GENERATOR=...] -P run_consumer_test.cmake
+#       -D WITH_PG=ON|OFF -D CXX_COMPILER=... [-D GENERATOR=...] -P run_consumer_test.cmake
 #
 # 1. cmake --install BUILD_DIR --prefix WORK_DIR/prefix
 # 2. configure, build and run the consumer project with CMAKE_PREFIX_PATH=WORK_DIR/prefix
-# 3. compile a one-line program with `pkg-config --cflags dbpool` (and dbpool-mysql)
+# 3. compile a one-line program with `pkg-config --cflags dbpool` (and dbpool-mysql, dbpool-pg)
 foreach(var IN ITEMS BUILD_DIR CONSUMER_SOURCE_DIR WORK_DIR CXX_COMPILER)
     if(NOT DEFINED ${var})
         message(FATAL_ERROR "run_consumer_test.cmake: -D ${var}=... is required")
@@ -13,6 +13,11 @@ if(WITH_MYSQL)
     set(WITH_MYSQL ON)
 else()
     set(WITH_MYSQL OFF)
+endif()
+if(WITH_PG)
+    set(WITH_PG ON)
+else()
+    set(WITH_PG OFF)
 endif()
 
 # The consumer is an ordinary user program: no sanitizer or warning flags from the environment.
@@ -55,7 +60,8 @@ run("configure consumer" "${CMAKE_COMMAND}" ${generator_args}
     -DCMAKE_BUILD_TYPE=Release
     # Only the installed package may be found, never a dbpool in the user package registry.
     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
-    "-DDBPOOL_CONSUMER_WITH_MYSQL=${WITH_MYSQL}")
+    "-DDBPOOL_CONSUMER_WITH_MYSQL=${WITH_MYSQL}"
+    "-DDBPOOL_CONSUMER_WITH_PG=${WITH_PG}")
 run("build consumer" "${CMAKE_COMMAND}" --build "${consumer_build}")
 run("run consumer" "${consumer_build}/dbpool_consumer")
 message(STATUS "consumer test: consumer said: ${last_output}")
@@ -72,6 +78,11 @@ if(WITH_MYSQL)
     list(APPEND pc_modules dbpool-mysql)
     set(pc_source "#include <mysql.h>\n${pc_source}")
 endif()
+if(WITH_PG)
+    list(APPEND pc_modules dbpool-pg)
+    # A call into libpq, so the link proves the Libs of dbpool-pg (and its Requires) too.
+    set(pc_source "#include <dbpool/pg.hpp>\nint pg_version() { return PQlibVersion(); }\n${pc_source}")
+endif()
 run("pkg-config --cflags" "${PKG_CONFIG_EXECUTABLE}" --cflags ${pc_modules})
 separate_arguments(pc_cflags UNIX_COMMAND "${last_output}")
 run("pkg-config --libs" "${PKG_CONFIG_EXECUTABLE}" --libs ${pc_modules})
@@ -81,4 +92,4 @@ run("compile with pkg-config flags" "${CXX_COMPILER}" -std=c++17 ${pc_cflags}
     "${WORK_DIR}/pc_check.cpp" -o "${WORK_DIR}/pc_check" ${pc_libs})
 run("run pkg-config program" "${WORK_DIR}/pc_check")
 
-message(STATUS "consumer test: passed (mysql component: ${WITH_MYSQL})")
+message(STATUS "consumer test: passed (mysql component: ${WITH_MYSQL}, pg component: ${WITH_PG})")

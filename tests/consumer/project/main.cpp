@@ -13,6 +13,12 @@
 #include <mysql.h>
 #endif
 
+#if defined(DBPOOL_CONSUMER_WITH_PG)
+#include <dbpool/pg.hpp>
+
+#include <libpq-fe.h>
+#endif
+
 #include <cstdio>
 
 int main() {
@@ -27,6 +33,11 @@ int main() {
 #if defined(DBPOOL_CONSUMER_WITH_MYSQL)
     // Links against the client library through dbpool::mysql; connects to nothing.
     std::printf("dbpool consumer: MySQL client %s\n", mysql_get_client_info());
+#endif
+#if defined(DBPOOL_CONSUMER_WITH_PG)
+    // Links against libpq through dbpool::pg; parses a connection string, connects to nothing.
+    const auto pg = dbpool::pg::ConnectOptions::from_url("postgresql://app@db.example/shop");
+    std::printf("dbpool consumer: libpq %d, %s\n", PQlibVersion(), pg.describe().c_str());
 #endif
     return 0;
 }

@@ -1,0 +1,212 @@
+#pragma once
+
+#include <dbpool/error.hpp>
+#include <dbpool/pg/errors.hpp>
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace dbpool::pg {
+
+/// A message the server sent outside a result: a NOTICE or WARNING, or the FATAL that comes
+/// before the server closes a session.
+struct Notice {
+    std::string severity;  ///< Non-localised severity: "NOTICE", "WARNING", "FATAL", ...
+    std::string sqlstate;  ///< The SQLSTATE, e.g. "01000".
+    std::string message;   ///< The primary message.
+};
+
+/// Everything needed to open one PostgreSQL connection; validated by `validate()`.
+///
+/// The connection string is libpq's own: a `postgresql://user:pass@host:port/db?sslmode=...`
+/// URL or `host=... port=... dbname=... sslmode=...` keywords, with libpq's defaults and PG*
+/// environment variables for what it leaves out. dbpool does not parse it beyond asking libpq.
+struct ConnectOptions {
+    /// libpq connection string (URL or keyword/value); empty = libpq's defaults.
+    std::string conninfo;
+    /// Password; overrides one in conninfo. Never printed or put into messages.
+    std::string password;
+    /// Bound on the whole connect: TCP, TLS and authentication over every host tried (name
+    /// resolution and init statements aside); a positive `connect_timeout=N` in conninfo
+    /// replaces it (N seconds).
+    std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
+    /// How long a statement may wait for the server's reply (0 = forever); on expiry the
+    /// connection is closed and Error{connection_lost} thrown.
+    std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};
+    /// How long sending a statement may make no progress (0 = forever).
+    std::chrono::milliseconds write_timeout{std::chrono::seconds(30)};
+    /// Statements run after connecting and after every session reset.
+    std::vector<std::string> init_statements;
+    /// Prepared statements kept per connection, least recently used evicted (0 = none: every
+    /// statement with arguments is parsed again through the unnamed statement).
+    std::size_t statement_cache_size = 64;
+    /// Receives notices and warnings (called on the thread running the statement; must not
+    /// throw). Unset: they are dropped, never printed.
+    std::function<void(const Notice&)> on_notice;
+
+    /// Options for a `postgresql://` URL or a keyword/value string; throws Error{invalid_options}
+    /// with libpq's complaint, never echoing what may be a password.
+    static ConnectOptions from_url(std::string_view conninfo);
+
+    /// Throws Error{invalid_options} naming the first field that is wrong.
+    void validate() const;
+
+    /// "user@host:port/database" as far as the connection string says; no password.
+    std::string describe() const;
+
+    /// The connect bound: conninfo's positive connect_timeout (seconds), else connect_timeout.
+    std::chrono::milliseconds effective_connect_timeout() const;
+};
+
+namespace detail {
+
+[[noreturn]] inline void options_error(const std::string& what) {
+    throw Error(ErrorCode::invalid_options, "pg ConnectOptions: " + what);
+}
+
+struct ConninfoDeleter {
+    void operator()(PQconninfoOption* options) const noexcept { PQconninfoFree(options); }
+};
+// libpq's parsed keyword/value array.
+using Conninfo = std::unique_ptr<PQconninfoOption, ConninfoDeleter>;
+
+// Whether `word` is one of libpq's connection keywords ("host", "sslmode", ...).
+inline bool is_conninfo_keyword(std::string_view word) {
+    static const std::vector<std::string> keywords = [] {
+        std::vector<std::string> names;
+        const Conninfo defaults(PQconndefaults());
+        for (const PQconninfoOption* o = defaults.get(); o != nullptr && o->keyword != nullptr;
+             ++o) {
+            names.emplace_back(o->keyword);
+        }
+        return names;
+    }();
+    return std::find(keywords.begin(), keywords.end(), word) != keywords.end();
+}
+
+// libpq's parse errors quote pieces of the connection string, and any of them may be (part of)
+// a password: every quoted piece that is not a libpq keyword is replaced.
+inline std::string redact_quoted(std::string_view message) {
+    std::string out;
+    std::size_t at = 0;
+    while (at < message.size()) {
+        const std::size_t open = message.find('"', at);
+        if (open == std::string_view::npos) break;
+        const std::size_t close = message.find('"', open + 1);
+        if (close == std::string_view::npos) break;
+        const std::string_view quoted = message.substr(open + 1, close - open - 1);
+        out.append(message.substr(at, open - at));
+        out += is_conninfo_keyword(quoted) ? "\"" + std::string(quoted) + "\"" : "\"...\"";
+        at = close + 1;
+    }
+    if (at < message.size()) {
+        // An unmatched quote: whatever follows it may be secret too.
+        const std::string_view rest = message.substr(at);
+        const std::size_t quote = rest.find('"');
+        out.append(rest.substr(0, quote));
+        if (quote != std::string_view::npos) out += "\"...";
+    }
+    return out;
+}
+
+// Parses `conninfo` with libpq; throws Error{invalid_options} with a redacted message.
+inline Conninfo parse_conninfo(const std::string& conninfo) {
+    char* raw_error = nullptr;
+    PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &raw_error);
+    if (parsed == nullptr) {
+        std::string message = raw_error != nullptr ? one_line(raw_error) : "out of memory";
+        if (raw_error != nullptr) PQfreemem(raw_error);
+        options_error("the connection string is invalid: " + redact_quoted(message));
+    }
+    return Conninfo(parsed);
+}
+
+// The value libpq parsed for `keyword`, or empty.
+inline std::string conninfo_value(const Conninfo& options, std::string_view keyword) {
+    for (const PQconninfoOption* o = options.get(); o != nullptr && o->keyword != nullptr; ++o) {
+        if (keyword == o->keyword) return o->val != nullptr ? o->val : "";
+    }
+    return {};
+}
+
+}  // namespace detail
+
+inline ConnectOptions ConnectOptions::from_url(std::string_view conninfo) {
+    ConnectOptions options;
+    options.conninfo = std::string(conninfo);
+    options.validate();
+    return options;
+}
+
+inline void ConnectOptions::validate() const {
+    // A NUL would silently cut the string short when it reaches libpq as a C string.
+    if (conninfo.find('\0') != std::string::npos) {
+        detail::options_error("conninfo contains a NUL byte");
+    }
+    if (password.find('\0') != std::string::npos) {
+        detail::options_error("password contains a NUL byte");
+    }
+    (void)detail::parse_conninfo(conninfo);
+    (void)effective_connect_timeout();
+    if (connect_timeout.count() <= 0) detail::options_error("connect_timeout must be positive");
+    if (read_timeout.count() < 0) detail::options_error("read_timeout must not be negative");
+    if (write_timeout.count() < 0) detail::options_error("write_timeout must not be negative");
+    if (statement_cache_size > 100000) {
+        detail::options_error("statement_cache_size must be at most 100000");
+    }
+    for (const std::string& statement : init_statements) {
+        if (statement.find('\0') != std::string::npos) {
+            detail::options_error("init_statements contains a NUL byte");
+        }
+        if (statement.find_first_not_of(" \t\r\n;") == std::string::npos) {
+            detail::options_error("init_statements contains an empty statement");
+        }
+    }
+}
+
+inline std::chrono::milliseconds ConnectOptions::effective_connect_timeout() const {
+    const std::string text =
+        detail::conninfo_value(detail::parse_conninfo(conninfo), "connect_timeout");
+    if (text.empty()) return connect_timeout;
+    long seconds = 0;
+    const char* end = text.data() + text.size();
+    const auto result = std::from_chars(text.data(), end, seconds);
+    if (result.ec != std::errc() || result.ptr != end || seconds > 86400L * 365) {
+        detail::options_error(
+            "connect_timeout in the connection string must be a number of "
+            "seconds");
+    }
+    // libpq reads zero or less as "forever"; dbpool never waits forever, so it keeps its own.
+    return seconds > 0 ? std::chrono::milliseconds(std::chrono::seconds(seconds)) : connect_timeout;
+}
+
+inline std::string ConnectOptions::describe() const {
+    detail::Conninfo parsed;
+    try {
+        parsed = detail::parse_conninfo(conninfo);
+    } catch (const Error&) {
+        return "(invalid connection string)";
+    }
+    const std::string user = detail::conninfo_value(parsed, "user");
+    std::string host = detail::conninfo_value(parsed, "host");
+    if (host.empty()) host = detail::conninfo_value(parsed, "hostaddr");
+    const std::string port = detail::conninfo_value(parsed, "port");
+    const std::string database = detail::conninfo_value(parsed, "dbname");
+    std::string text = user.empty() ? std::string() : user + "@";
+    text += host.empty() ? std::string("(default host)") : host;
+    if (!port.empty()) text += ":" + port;
+    if (!database.empty()) text += "/" + database;
+    return text;
+}
+
+}  // namespace dbpool::pg

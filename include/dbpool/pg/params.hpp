@@ -1,0 +1,160 @@
+#pragma once
+
+#include <dbpool/pg/errors.hpp>
+#include <dbpool/pg/result_set.hpp>
+
+#include <libpq-fe.h>
+
+#include <array>
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace dbpool::pg::detail {
+
+// One statement argument in libpq's text format. `value` is NUL-terminated, or null for SQL
+// NULL; `type` is the OID sent when the statement is prepared. Numbers and booleans are typed
+// (so `$1 + $2` works); text goes as `unspecified`, so the server infers its type from the
+// context exactly as for a quoted literal (dates, JSON, enums, ...).
+struct Param {
+    const char* value = nullptr;
+    Oid type = oid::unspecified;
+    std::array<char, 40> digits{};  // numbers are formatted here
+    std::string text;               // text that had to be copied or encoded
+};
+
+template <class T>
+struct is_byte_vector : std::false_type {};
+template <>
+struct is_byte_vector<std::vector<std::byte>> : std::true_type {};
+template <>
+struct is_byte_vector<std::vector<unsigned char>> : std::true_type {};
+
+// The OID a C++ integer is sent as: the smallest PostgreSQL integer that holds every value.
+template <class T>
+constexpr Oid integer_oid() {
+    if constexpr (std::is_signed_v<T>) {
+        if constexpr (sizeof(T) <= 2) return oid::int2;
+        if constexpr (sizeof(T) <= 4) return oid::int4;
+        return oid::int8;
+    } else {
+        if constexpr (sizeof(T) == 1) return oid::int2;
+        if constexpr (sizeof(T) == 2) return oid::int4;
+        return oid::int8;
+    }
+}
+
+// The OID of an argument's type, also when its value is NULL (an empty optional keeps the
+// same prepared statement as a present one).
+template <class T>
+constexpr Oid type_oid() {
+    using U = std::decay_t<T>;
+    if constexpr (is_optional<U>::value) {
+        return type_oid<typename U::value_type>();
+    } else if constexpr (std::is_same_v<U, bool>) {
+        return oid::boolean;
+    } else if constexpr (std::is_same_v<U, char>) {
+        return oid::unspecified;
+    } else if constexpr (std::is_integral_v<U>) {
+        return integer_oid<U>();
+    } else if constexpr (std::is_same_v<U, float>) {
+        return oid::float4;
+    } else if constexpr (std::is_floating_point_v<U>) {
+        return oid::float8;
+    } else if constexpr (is_byte_vector<U>::value) {
+        return oid::bytea;
+    } else {
+        return oid::unspecified;
+    }
+}
+
+inline void set_text(Param& param, std::string_view text) {
+    if (text.find('\0') != std::string_view::npos) {
+        raise_usage(
+            "a text argument contains a NUL byte, which PostgreSQL text cannot hold; pass bytes "
+            "as a Blob (bytea)");
+    }
+    param.text.assign(text.data(), text.size());
+    param.value = param.text.c_str();
+}
+
+template <class T>
+void set_number(Param& param, T value) {
+    const auto result = std::to_chars(param.digits.data(), param.digits.data() + 39, value);
+    *result.ptr = '\0';
+    param.value = param.digits.data();
+}
+
+// Encodes one argument; the Param must outlive the statement's execution.
+template <class T>
+void encode(Param& param, const T& value) {
+    using U = std::decay_t<T>;
+    param.type = type_oid<U>();
+    if constexpr (std::is_same_v<U, std::nullopt_t> || std::is_same_v<U, std::nullptr_t>) {
+        param.value = nullptr;
+    } else if constexpr (is_optional<U>::value) {
+        if (value.has_value()) {
+            encode(param, *value);
+        } else {
+            param.value = nullptr;
+        }
+    } else if constexpr (std::is_same_v<U, bool>) {
+        param.value = value ? "t" : "f";
+    } else if constexpr (std::is_same_v<U, char>) {
+        set_text(param, std::string_view(&value, 1));
+    } else if constexpr (std::is_integral_v<U>) {
+        if constexpr (std::is_unsigned_v<U> && sizeof(U) >= 8) {
+            if (value > static_cast<U>(std::numeric_limits<std::int64_t>::max())) {
+                raise_usage(
+                    "an unsigned argument does not fit bigint; pass it as text for numeric");
+            }
+        }
+        set_number(param, value);
+    } else if constexpr (std::is_floating_point_v<U>) {
+        // Shortest text that reads back to the same value; "nan" and "inf" are accepted too.
+        if constexpr (std::is_same_v<U, long double>) {
+            set_number(param, static_cast<double>(value));
+        } else {
+            set_number(param, value);
+        }
+    } else if constexpr (std::is_same_v<U, std::string>) {
+        if (value.find('\0') != std::string::npos) set_text(param, value);  // raises
+        param.value = value.c_str();
+    } else if constexpr (std::is_same_v<U, std::string_view>) {
+        set_text(param, value);
+    } else if constexpr (std::is_same_v<U, const char*> || std::is_same_v<U, char*>) {
+        param.value = value;  // NUL-terminated by definition; null is SQL NULL
+    } else if constexpr (is_byte_vector<U>::value) {
+        static constexpr char hex[] = "0123456789abcdef";
+        param.text.assign("\\x");
+        param.text.reserve(2 + value.size() * 2);
+        for (const auto byte : value) {
+            const auto bits = static_cast<unsigned char>(byte);
+            param.text += hex[bits >> 4];
+            param.text += hex[bits & 15];
+        }
+        param.value = param.text.c_str();
+    } else {
+        static_assert(sizeof(U) == 0,
+                      "parameter type not supported: use integers, bool, float/double, "
+                      "std::string(_view)/const char*, Blob, std::optional or std::nullopt");
+    }
+}
+
+// Decays arrays (string literals) to pointers so they bind as const char*.
+template <class T>
+decltype(auto) bindable(const T& value) {
+    if constexpr (std::is_array_v<T>) {
+        return static_cast<const std::remove_extent_t<T>*>(value);
+    } else {
+        return (value);
+    }
+}
+
+}  // namespace dbpool::pg::detail

@@ -1,0 +1,311 @@
+// The PostgreSQL backend without a server: connection strings (and that no password ever shows
+// up in a message), how arguments are encoded, how fields convert, how failures classify, and
+// the statement cache's bookkeeping.
+#include <dbpool/pg.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+using dbpool::Error;
+using dbpool::ErrorCode;
+using dbpool::Failure;
+using dbpool::pg::ClientError;
+using dbpool::pg::ConnectOptions;
+
+namespace {
+
+// The message of the invalid_options error `options.validate()` throws.
+std::string invalid(const ConnectOptions& options) {
+    try {
+        options.validate();
+    } catch (const Error& error) {
+        CHECK(error.code() == ErrorCode::invalid_options);
+        return error.what();
+    }
+    FAIL("validate() accepted the options");
+    return {};
+}
+
+dbpool::pg::detail::Field field(const std::string& text, Oid type, const std::string& column,
+                                bool null = false) {
+    return dbpool::pg::detail::Field{text.data(), text.size(), type, null, column};
+}
+
+template <class T>
+T convert(const std::string& text, Oid type = dbpool::pg::oid::text, bool null = false) {
+    static const std::string column = "c";
+    return dbpool::pg::detail::convert<T>(field(text, type, column, null));
+}
+
+ConnectOptions conninfo(const std::string& text) {
+    ConnectOptions options;
+    options.conninfo = text;
+    return options;
+}
+
+template <class T>
+dbpool::pg::detail::Param encoded(const T& value) {
+    dbpool::pg::detail::Param param;
+    dbpool::pg::detail::encode(param, value);
+    return param;
+}
+
+std::string text_of(const dbpool::pg::detail::Param& param) {
+    return param.value == nullptr ? "<NULL>" : std::string(param.value);
+}
+
+}  // namespace
+
+TEST_CASE("connection strings: URLs and keywords pass, libpq's complaints are redacted",
+          "[pg][unit]") {
+    CHECK_NOTHROW(ConnectOptions::from_url("postgresql://u:pw@127.0.0.1:5432/db?sslmode=require"));
+    CHECK_NOTHROW(ConnectOptions::from_url("host=/tmp port=5432 user=u dbname=db"));
+    CHECK_NOTHROW(ConnectOptions::from_url(""));  // libpq's defaults and PG* variables
+
+    const std::string secret = "s3cr3t-Pa55word";
+    for (const std::string& bad :
+         {"postgresql://u:" + secret + "@[::1/db", "host=h password " + secret,
+          "host=h password='" + secret, "postgresql://u:" + secret + "@h/db?" + secret + "=1",
+          "postgresql://u:%zz" + secret + "@h/db", std::string("host=h ") + secret + "=x"}) {
+        INFO(bad);
+        const std::string message = invalid(conninfo(bad));
+        CHECK(message.find("connection string is invalid") != std::string::npos);
+        CHECK(message.find(secret) == std::string::npos);
+        CHECK(message.find("s3cr3t") == std::string::npos);
+    }
+    // A misspelt keyword is named when it cannot be a password: libpq keywords stay readable.
+    CHECK_THAT(invalid(conninfo("host=h sslmode")), Catch::Contains("\"sslmode\""));
+}
+
+TEST_CASE("ConnectOptions::validate names the wrong field", "[pg][unit]") {
+    ConnectOptions good = conninfo("host=h");
+    CHECK_NOTHROW(good.validate());
+
+    ConnectOptions bad = good;
+    bad.conninfo = std::string("host=h\0 password=x", 18);
+    CHECK_THAT(invalid(bad), Catch::Contains("NUL"));
+    bad = good;
+    bad.password = std::string("pw\0rest", 7);
+    const std::string message = invalid(bad);
+    CHECK_THAT(message, Catch::Contains("password contains a NUL"));
+    CHECK(message.find("rest") == std::string::npos);
+    bad = good;
+    bad.connect_timeout = std::chrono::milliseconds(0);
+    CHECK_THAT(invalid(bad), Catch::Contains("connect_timeout"));
+    bad = good;
+    bad.read_timeout = std::chrono::milliseconds(-1);
+    CHECK_THAT(invalid(bad), Catch::Contains("read_timeout"));
+    bad = good;
+    bad.write_timeout = std::chrono::milliseconds(-1);
+    CHECK_THAT(invalid(bad), Catch::Contains("write_timeout"));
+    bad = good;
+    bad.init_statements = {"SET x = 1", " ; "};
+    CHECK_THAT(invalid(bad), Catch::Contains("empty statement"));
+    bad = good;
+    bad.statement_cache_size = 1000000;
+    CHECK_THAT(invalid(bad), Catch::Contains("statement_cache_size"));
+    bad = good;
+    bad.conninfo = "host=h connect_timeout=soon";
+    CHECK_THAT(invalid(bad), Catch::Contains("connect_timeout"));
+}
+
+TEST_CASE("describe() and the connect timeout come from the connection string", "[pg][unit]") {
+    ConnectOptions options =
+        conninfo("postgresql://app:hunter22@db.example:6543/shop?connect_timeout=7");
+    CHECK(options.describe() == "app@db.example:6543/shop");
+    CHECK(options.effective_connect_timeout() == std::chrono::seconds(7));
+    options.conninfo = "host=/run/pg dbname=x";
+    CHECK(options.describe() == "/run/pg/x");
+    options.conninfo = "dbname=x connect_timeout=0";  // libpq: forever; dbpool keeps its own
+    CHECK(options.effective_connect_timeout() == options.connect_timeout);
+    options.conninfo = "port=5";
+    CHECK(options.describe() == "(default host):5");
+}
+
+TEST_CASE("server errors map to error codes and failure classes", "[pg][unit]") {
+    using dbpool::pg::classify_exception;
+    using dbpool::pg::error_code_for;
+    using dbpool::pg::is_connection_sqlstate;
+    for (const char* state :
+         {"08000", "08003", "08006", "08P01", "57P01", "57P02", "57P03", "57P04", "57P05"}) {
+        INFO(state);
+        CHECK(is_connection_sqlstate(state));
+        CHECK(error_code_for(state) == ErrorCode::connection_lost);
+    }
+    for (const char* state : {"57014", "57P06", "23505", "42601", "", "0800"}) {
+        INFO(state);
+        CHECK_FALSE(is_connection_sqlstate(state));
+    }
+    CHECK(error_code_for("40001") == ErrorCode::transaction_conflict);
+    CHECK(error_code_for("40P01") == ErrorCode::transaction_conflict);
+    CHECK(error_code_for("25006") == ErrorCode::read_only);
+    CHECK(error_code_for("23505") == ErrorCode::database);
+    CHECK(error_code_for("57014") == ErrorCode::database);  // statement_timeout, cancel
+
+    const auto error = [](ErrorCode code, ClientError client, const char* state) {
+        return Error(code, "x", dbpool::pg::native(client), state);
+    };
+    CHECK(classify_exception(error(ErrorCode::connection_lost, ClientError::not_sent, "57P01")) ==
+          Failure::broken_not_sent);
+    CHECK(classify_exception(error(ErrorCode::connection_lost, ClientError::lost, "")) ==
+          Failure::broken);
+    CHECK(classify_exception(error(ErrorCode::connection_lost, ClientError::timed_out, "")) ==
+          Failure::broken);
+    CHECK(classify_exception(error(ErrorCode::connection_lost, ClientError::none, "57P01")) ==
+          Failure::broken);
+    // An ERROR-level 08P01 (a bind with the wrong argument count) leaves the session usable.
+    CHECK(classify_exception(error(ErrorCode::database, ClientError::none, "08P01")) ==
+          Failure::none);
+    CHECK(classify_exception(error(ErrorCode::transaction_conflict, ClientError::none, "40001")) ==
+          Failure::none);
+    CHECK(classify_exception(std::runtime_error("other")) == Failure::none);
+    CHECK(dbpool::pg::Connection::classify_failure(error(
+              ErrorCode::connection_lost, ClientError::not_sent, "")) == Failure::broken_not_sent);
+}
+
+TEST_CASE("messages: SQLSTATE taken from verbose connect errors, passwords masked", "[pg][unit]") {
+    std::string message =
+        "connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  28P01: password "
+        "authentication failed for user \"app\"\nLOCATION:  auth_failed, auth.c:323\n";
+    CHECK(dbpool::pg::detail::take_sqlstate(message) == "28P01");
+    CHECK(dbpool::pg::detail::one_line(message) ==
+          "connection to server at \"127.0.0.1\", port 5432 failed: FATAL:  password "
+          "authentication failed for user \"app\"");
+    std::string plain = "could not connect: Connection refused";
+    CHECK(dbpool::pg::detail::take_sqlstate(plain).empty());
+    CHECK(plain == "could not connect: Connection refused");
+
+    std::string text = "user=app password=hunter22 and hunter22 again";
+    dbpool::pg::detail::mask(text, "hunter22");
+    CHECK(text == "user=app password=*** and *** again");
+    dbpool::pg::detail::mask(text, "");  // nothing to mask
+    CHECK(dbpool::pg::detail::one_line("a\n\tb\n  c\n") == "a b c");
+}
+
+TEST_CASE("arguments: typed numbers and booleans, inferred text, NULLs keep their type",
+          "[pg][unit]") {
+    namespace oid = dbpool::pg::oid;
+    using dbpool::pg::detail::type_oid;
+    static_assert(type_oid<std::int16_t>() == oid::int2);
+    static_assert(type_oid<std::int32_t>() == oid::int4);
+    static_assert(type_oid<std::int64_t>() == oid::int8);
+    static_assert(type_oid<std::uint8_t>() == oid::int2);
+    static_assert(type_oid<std::uint16_t>() == oid::int4);
+    static_assert(type_oid<std::uint32_t>() == oid::int8);
+    static_assert(type_oid<bool>() == oid::boolean);
+    static_assert(type_oid<float>() == oid::float4);
+    static_assert(type_oid<double>() == oid::float8);
+    static_assert(type_oid<std::string>() == oid::unspecified);
+    static_assert(type_oid<std::optional<int>>() == oid::int4);
+    static_assert(type_oid<dbpool::pg::Blob>() == oid::bytea);
+
+    CHECK(text_of(encoded(std::numeric_limits<std::int64_t>::min())) == "-9223372036854775808");
+    CHECK(text_of(encoded(std::uint64_t{9223372036854775807ULL})) == "9223372036854775807");
+    CHECK_THROWS_WITH(encoded(std::numeric_limits<std::uint64_t>::max()),
+                      Catch::Contains("does not fit bigint"));
+    CHECK(text_of(encoded(true)) == "t");
+    CHECK(text_of(encoded(false)) == "f");
+    CHECK(text_of(encoded(0.1)) == "0.1");  // shortest text that reads back exactly
+    CHECK(text_of(encoded(1.5F)) == "1.5");
+    CHECK(text_of(encoded(std::numeric_limits<double>::infinity())) == "inf");
+    CHECK(text_of(encoded(std::string("it's"))) == "it's");
+    CHECK(text_of(encoded(std::string_view("view"))) == "view");
+    CHECK(text_of(encoded('c')) == "c");
+    CHECK(text_of(encoded(std::optional<int>())) == "<NULL>");
+    CHECK(encoded(std::optional<int>()).type == oid::int4);
+    CHECK(text_of(encoded(std::nullopt)) == "<NULL>");
+    CHECK(text_of(encoded(nullptr)) == "<NULL>");
+    const char* none = nullptr;
+    CHECK(text_of(encoded(none)) == "<NULL>");
+    CHECK(text_of(encoded(dbpool::pg::Blob{std::byte{0}, std::byte{0xAB}, std::byte{0x10}})) ==
+          "\\x00ab10");
+    CHECK_THROWS_WITH(encoded(std::string("a\0b", 3)), Catch::Contains("NUL"));
+    CHECK_THROWS_AS(encoded(std::string_view("a\0b", 3)), Error);
+}
+
+TEST_CASE("fields convert from the server's text format", "[pg][unit]") {
+    namespace oid = dbpool::pg::oid;
+    CHECK(convert<int>("42", oid::int4) == 42);
+    CHECK(convert<std::int64_t>("-9223372036854775808", oid::int8) ==
+          std::numeric_limits<std::int64_t>::min());
+    CHECK(convert<std::int16_t>("-32768", oid::int2) == -32768);
+    CHECK_THROWS_WITH(convert<std::int8_t>("300", oid::int4), Catch::Contains("range"));
+    CHECK_THROWS_WITH(convert<int>("12.5", oid::numeric), Catch::Contains("integer"));
+    CHECK_THROWS_WITH(convert<int>("t", oid::boolean), Catch::Contains("read it as bool"));
+    CHECK(convert<bool>("t", oid::boolean));
+    CHECK_FALSE(convert<bool>("f", oid::boolean));
+    CHECK_THROWS_AS(convert<bool>("maybe"), Error);
+    CHECK(convert<double>("0.1", oid::float8) == 0.1);
+    CHECK(convert<double>("12.345", oid::numeric) == Approx(12.345));
+    CHECK(std::isnan(convert<double>("NaN", oid::float8)));
+    CHECK(convert<double>("Infinity", oid::float8) == std::numeric_limits<double>::infinity());
+    CHECK(convert<float>("-Infinity", oid::float4) == -std::numeric_limits<float>::infinity());
+    CHECK_THROWS_AS(convert<double>("abc"), Error);
+    CHECK(convert<std::string>("héllo ✓") == "héllo ✓");
+    CHECK(convert<std::string_view>("view") == "view");
+    CHECK(convert<std::string>("\\x00ff41", oid::bytea) == std::string("\0\xff"
+                                                                       "A",
+                                                                       3));
+    CHECK(convert<dbpool::pg::Blob>("\\x00ff", oid::bytea) ==
+          dbpool::pg::Blob{std::byte{0}, std::byte{0xff}});
+    CHECK(convert<std::vector<unsigned char>>("ab") == std::vector<unsigned char>{'a', 'b'});
+    CHECK(convert<std::string>("a\\\\b\\001", oid::bytea) == std::string("a\\b\x01", 4));
+    CHECK_THROWS_WITH(convert<std::string>("\\x0", oid::bytea), Catch::Contains("bytea"));
+    CHECK_THROWS_WITH(convert<std::string>("\\xzz", oid::bytea), Catch::Contains("bytea"));
+    CHECK_THROWS_WITH(convert<std::string_view>("\\x00", oid::bytea), Catch::Contains("Blob"));
+
+    CHECK_FALSE(convert<std::optional<int>>("", oid::int4, true).has_value());
+    CHECK(convert<std::optional<int>>("5", oid::int4) == 5);
+    try {
+        convert<int>("", oid::int4, true);
+        FAIL("NULL read as int");
+    } catch (const Error& error) {
+        CHECK(error.code() == ErrorCode::usage);
+        CHECK_THAT(error.what(), Catch::Contains("NULL") && Catch::Contains("'c'"));
+    }
+}
+
+TEST_CASE("an empty ResultSet has no rows, columns or tag", "[pg][unit]") {
+    const dbpool::pg::ResultSet empty;
+    CHECK(empty.empty());
+    CHECK(empty.columns().empty());
+    CHECK(empty.command_tag().empty());
+    CHECK(empty.native_handle() == nullptr);
+    CHECK(empty.begin() == empty.end());
+    CHECK_THROWS_AS(empty.row(0), Error);
+    CHECK_THROWS_AS(empty.scalar<int>(), Error);
+    CHECK_THROWS_AS(empty.column_index("x"), Error);
+}
+
+TEST_CASE("the statement cache evicts the least recently used name", "[pg][unit]") {
+    dbpool::pg::detail::StatementCache cache(2);
+    CHECK(cache.find("a") == nullptr);
+    const std::string a = cache.next_name();
+    const std::string b = cache.next_name();
+    CHECK(a != b);
+    CHECK(cache.insert("a", a).empty());
+    CHECK(cache.insert("b", b).empty());
+    REQUIRE(cache.find("a") != nullptr);  // a is now the most recently used
+    CHECK(*cache.find("a") == a);
+    const std::string c = cache.next_name();
+    CHECK(cache.insert("c", c) == std::vector<std::string>{b});
+    CHECK(cache.find("b") == nullptr);
+    CHECK(cache.size() == 2);
+    // Replacing a key hands back the old name so it can be deallocated.
+    const std::string d = cache.next_name();
+    CHECK(cache.insert("c", d) == std::vector<std::string>{c});
+    CHECK(*cache.find("c") == d);
+    cache.erase("c");
+    CHECK(cache.size() == 1);
+    cache.clear();
+    CHECK(cache.size() == 0);
+    CHECK(cache.find("a") == nullptr);
+}
