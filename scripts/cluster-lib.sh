@@ -54,8 +54,21 @@ ensure_packages() {
 
 # Prints a TCP port on 127.0.0.1 that nothing listens on right now.
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
+    if command -v python3 >/dev/null; then
+        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
 print(s.getsockname()[1]); s.close()'
+        return
+    fi
+    local port _
+    for _ in $(seq 1 200); do
+        port=$((20000 + RANDOM % 20000))
+        if ! ss -ltn "sport = :$port" 2>/dev/null | grep -q LISTEN &&
+            ! grep -qx "$port" "$DIR"/n*/*port 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    die "no free port found"
 }
 
 node_dir() { echo "$DIR/n$1"; }
@@ -130,6 +143,14 @@ launch_node() {
     mapfile -t args <"$dir/args"
     # setsid: the server must not die with the shell that started it (ctest, a test binary).
     setsid mariadbd "${args[@]}" "$@" </dev/null >>"$dir/server.out" 2>&1 &
+    echo $! >"$dir/launched.pid"
+}
+
+# True while the process launch_node started for node N runs (before it wrote its pid file).
+node_launched_alive() {
+    local file
+    file="$(node_dir "$1")/launched.pid"
+    [[ -f $file ]] && kill -0 "$(cat "$file")" 2>/dev/null
 }
 
 # Waits until node N answers; dies after NODE_START_WAIT_SECONDS.
@@ -139,6 +160,10 @@ wait_answers() {
         if ((SECONDS >= deadline)); then
             tail -n 30 "$(node_dir "$n")/error.log" >&2 || true
             die "node $n in $DIR did not answer within ${NODE_START_WAIT_SECONDS}s"
+        fi
+        if ! node_launched_alive "$n"; then
+            tail -n 30 "$(node_dir "$n")/error.log" >&2 || true
+            die "node $n in $DIR exited while starting"
         fi
         sleep 0.2
     done

@@ -89,8 +89,7 @@ wait_synced() {
             tail -n 40 "$(node_dir "$n")/error.log" >&2 || true
             die "node $n in $DIR was not Synced within ${SYNC_WAIT_SECONDS}s"
         fi
-        if [[ -z $(node_pid "$n") ]] && ! pgrep -f -- "--datadir=$(node_dir "$n")/data" \
-            >/dev/null; then
+        if ! node_launched_alive "$n"; then
             tail -n 40 "$(node_dir "$n")/error.log" >&2 || true
             die "node $n in $DIR exited while joining"
         fi

@@ -13,6 +13,7 @@ packages=(
     cmake g++ clang clang-format clang-tidy make pkg-config
     catch2
     libmariadb-dev libmariadb-dev-compat mariadb-server
+    galera-4 rsync
     libbenchmark-dev gnuplot-nox valgrind
 )
 
