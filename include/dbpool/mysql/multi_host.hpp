@@ -14,6 +14,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -200,9 +201,126 @@ private:
     std::shared_ptr<State> state_;
 };
 
+namespace detail {
+
+[[noreturn]] inline void multi_url_error(const std::string& what) {
+    // `what` never carries text from the user-info part, so no password can leak.
+    throw Error(ErrorCode::invalid_options, "mysql URL: " + what);
+}
+
+inline std::chrono::milliseconds parse_millis(std::string_view text, const char* what) {
+    std::uint64_t value = 0;
+    if (text.empty() || text.size() > 9) {
+        multi_url_error(std::string(what) + " must be a number of milliseconds");
+    }
+    for (const char c : text) {
+        if (c < '0' || c > '9') {
+            multi_url_error(std::string(what) + " must be a number of milliseconds");
+        }
+        value = value * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    return std::chrono::milliseconds(static_cast<std::int64_t>(value));
+}
+
+}  // namespace detail
+
+/// Parses a URL with several hosts, `mysql://user:pw@h1:3306,h2:3307,[::1]/db?...`, into one
+/// ConnectOptions per host (each exactly as ConnectOptions::from_url reads the URL with that
+/// one host). Three extra parameters are taken out first: `policy` (in_order, random,
+/// round_robin), `host_backoff` and `host_backoff_max` (milliseconds). Throws
+/// Error{invalid_options} naming the wrong part, never echoing the password.
+inline MultiHostOptions multi_host_options_from_url(std::string_view url) {
+    const auto scheme_end = url.find("://");
+    if (scheme_end == std::string_view::npos) {
+        detail::multi_url_error("must start with mysql:// or mariadb://");
+    }
+    const std::string_view scheme = url.substr(0, scheme_end + 3);
+    std::string_view rest = url.substr(scheme_end + 3);
+    std::string_view query;
+    if (const auto q = rest.find('?'); q != std::string_view::npos) {
+        query = rest.substr(q + 1);
+        rest = rest.substr(0, q);
+    }
+    std::string_view authority = rest;
+    std::string_view path;
+    if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
+        authority = rest.substr(0, slash);
+        path = rest.substr(slash);
+    }
+    std::string_view userinfo;
+    std::string_view host_list = authority;
+    if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+        userinfo = authority.substr(0, at + 1);
+        host_list = authority.substr(at + 1);
+    }
+
+    MultiHostOptions options;
+    std::string kept;  // the query without our own parameters
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view item = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+        const auto eq = item.find('=');
+        const std::string_view name = item.substr(0, eq);
+        const std::string_view value =
+            eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+        if (name == "policy") {
+            if (value == "in_order" || value == "failover") {
+                options.policy = HostPolicy::in_order;
+            } else if (value == "random") {
+                options.policy = HostPolicy::random;
+            } else if (value == "round_robin") {
+                options.policy = HostPolicy::round_robin;
+            } else {
+                detail::multi_url_error("policy must be in_order, random or round_robin");
+            }
+        } else if (name == "host_backoff") {
+            options.host_backoff = detail::parse_millis(value, "host_backoff");
+        } else if (name == "host_backoff_max") {
+            options.host_backoff_max = detail::parse_millis(value, "host_backoff_max");
+        } else if (!item.empty()) {
+            kept += kept.empty() ? "?" : "&";
+            kept += item;
+        }
+    }
+
+    std::size_t start = 0;
+    for (std::size_t index = 1;; ++index) {
+        const auto comma = host_list.find(',', start);
+        const std::string_view host = host_list.substr(
+            start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+        if (host.empty() && (comma != std::string_view::npos || index > 1)) {
+            detail::multi_url_error("host " + std::to_string(index) + " of the host list is empty");
+        }
+        std::string single(scheme);
+        single += userinfo;
+        single += host;
+        single += path;
+        single += kept;
+        try {
+            options.hosts.push_back(ConnectOptions::from_url(single));
+        } catch (const Error& error) {
+            std::string_view what = error.what();
+            const std::string_view prefix = "mysql URL: ";
+            if (what.substr(0, prefix.size()) == prefix) what.remove_prefix(prefix.size());
+            detail::multi_url_error("host " + std::to_string(index) + ": " + std::string(what));
+        }
+        if (comma == std::string_view::npos) break;
+        start = comma + 1;
+    }
+    options.validate();
+    return options;
+}
+
 /// A MultiHostConnector of plain Connections.
 inline MultiHostConnector<Connection> multi_host_connector(MultiHostOptions options) {
     return MultiHostConnector<Connection>(std::move(options));
+}
+
+/// A MultiHostConnector of plain Connections for a multi-host URL (see
+/// multi_host_options_from_url).
+inline MultiHostConnector<Connection> multi_host_connector(std::string_view url) {
+    return MultiHostConnector<Connection>(multi_host_options_from_url(url));
 }
 
 }  // namespace dbpool::mysql
