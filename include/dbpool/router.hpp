@@ -63,23 +63,23 @@ struct RouterOptions {
 /// the NodeHealth that its connections' health checks report to.
 template <class Pool>
 struct RouterNode {
-    std::string name;                     ///< Shown in stats and error messages (no password).
-    NodeRole role = NodeRole::replica;    ///< What the node is used for.
-    std::unique_ptr<Pool> pool;           ///< The node's pool; the router owns it.
-    std::shared_ptr<NodeHealth> health;   ///< Null: the node counts as healthy while it connects.
+    std::string name;                    ///< Shown in stats and error messages (no password).
+    NodeRole role = NodeRole::replica;   ///< What the node is used for.
+    std::unique_ptr<Pool> pool;          ///< The node's pool; the router owns it.
+    std::shared_ptr<NodeHealth> health;  ///< Null: the node counts as healthy while it connects.
 };
 
 /// Per-node counters of a Router, with the node's health and its pool's own stats.
 struct RouterNodeStats {
-    std::string name;               ///< The node's name.
+    std::string name;                   ///< The node's name.
     NodeRole role = NodeRole::replica;  ///< The node's role.
-    NodeStatus health;              ///< Its last health verdict (unknown without a NodeHealth).
-    PoolStats pool;                 ///< Its pool's counters.
-    std::uint64_t reads = 0;        ///< Read connections handed out from this node.
-    std::uint64_t writes = 0;       ///< Write connections handed out from this node.
-    std::uint64_t fallback_reads = 0;  ///< Reads served here because no replica qualified.
+    NodeStatus health;                  ///< Its last health verdict (unknown without a NodeHealth).
+    PoolStats pool;                     ///< Its pool's counters.
+    std::uint64_t reads = 0;            ///< Read connections handed out (read-your-writes too).
+    std::uint64_t writes = 0;           ///< Write connections handed out from this node.
+    std::uint64_t fallback_reads = 0;   ///< Reads served here because no replica qualified.
     std::uint64_t failed_acquires = 0;  ///< Acquires from its pool that threw.
-    bool backing_off = false;       ///< Currently tried after the others (down_backoff).
+    bool backing_off = false;           ///< Currently tried after the others (down_backoff).
 };
 
 /// A connection handed out by a Router: the pool's handle plus the node it came from.
@@ -202,7 +202,8 @@ public:
     /// Checks every node that has a NodeHealth now, through the router's probe connections.
     void check_health() {
         std::lock_guard<std::mutex> lock(probe_mutex_);
-        for (auto& state : nodes_) probe(*state);
+        for (auto& state : nodes_)
+            probe(*state);
     }
 
     /// Per-node counters, health and pool stats, in the order the nodes were given.
@@ -240,9 +241,11 @@ public:
         }
         stop_cv_.notify_all();
         if (probe_thread_.joinable()) probe_thread_.join();
-        for (auto& state : nodes_) state->node.pool->close();
+        for (auto& state : nodes_)
+            state->node.pool->close();
         std::lock_guard<std::mutex> lock(probe_mutex_);
-        for (auto& state : nodes_) state->probe.reset();
+        for (auto& state : nodes_)
+            state->probe.reset();
     }
 
 private:
@@ -269,7 +272,8 @@ private:
         std::size_t peers = 0;
         for (std::size_t i = 0; i < nodes.size(); ++i) {
             const auto& node = nodes[i];
-            if (!node.pool) fail("node " + std::to_string(i) + " ('" + node.name + "') has no pool");
+            if (!node.pool)
+                fail("node " + std::to_string(i) + " ('" + node.name + "') has no pool");
             if (node.name.empty()) fail("node " + std::to_string(i) + " has an empty name");
             for (std::size_t j = 0; j < i; ++j) {
                 if (nodes[j].name == node.name) fail("two nodes are called '" + node.name + "'");
@@ -314,11 +318,12 @@ private:
             const bool last = k + 1 == order.size();
             try {
                 handle_type handle(state.node.pool->connection(), index, &state.node.name);
-                if (write) {
+                if (access == Access::write) {
                     state.writes.fetch_add(1, std::memory_order_relaxed);
                 } else {
                     state.reads.fetch_add(1, std::memory_order_relaxed);
-                    if (state.node.role == NodeRole::primary) {
+                    // A read-your-writes read on the primary is by design, not a fallback.
+                    if (!write && state.node.role == NodeRole::primary) {
                         state.fallback_reads.fetch_add(1, std::memory_order_relaxed);
                     }
                 }
@@ -328,9 +333,8 @@ private:
                 state.failed_acquires.fetch_add(1, std::memory_order_relaxed);
                 if (error.code() == ErrorCode::connect_failed ||
                     error.code() == ErrorCode::node_unavailable) {
-                    state.down_until.store((Clock::now() + options_.down_backoff)
-                                               .time_since_epoch()
-                                               .count());
+                    state.down_until.store(
+                        (Clock::now() + options_.down_backoff).time_since_epoch().count());
                 } else if (error.code() != ErrorCode::timeout &&
                            error.code() != ErrorCode::pool_exhausted) {
                     throw;  // closed, or misuse: not a reason to try another node
@@ -386,8 +390,10 @@ private:
                 ++equal;
             }
             const std::size_t start = next_.fetch_add(1, std::memory_order_relaxed) % equal;
-            for (std::size_t k = 0; k < equal; ++k) order.push_back(ready[(start + k) % equal].second);
-            for (std::size_t k = equal; k < ready.size(); ++k) order.push_back(ready[k].second);
+            for (std::size_t k = 0; k < equal; ++k)
+                order.push_back(ready[(start + k) % equal].second);
+            for (std::size_t k = equal; k < ready.size(); ++k)
+                order.push_back(ready[k].second);
         }
         if (!multi_primary()) order.push_back(primary_);
         for (std::size_t i = 0; i < nodes_.size(); ++i) {
@@ -427,12 +433,14 @@ private:
         for (;;) {
             {
                 std::unique_lock<std::mutex> lock(stop_mutex_);
-                if (stop_cv_.wait_for(lock, options_.health_interval, [this] { return stopping_; })) {
+                if (stop_cv_.wait_for(lock, options_.health_interval,
+                                      [this] { return stopping_; })) {
                     return;
                 }
             }
             std::lock_guard<std::mutex> lock(probe_mutex_);
-            for (auto& state : nodes_) probe(*state);
+            for (auto& state : nodes_)
+                probe(*state);
         }
     }
 

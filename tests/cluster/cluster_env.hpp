@@ -46,7 +46,7 @@ struct TestBed {
     std::string user;
     std::string password;
     std::string database;
-    std::vector<std::uint16_t> ports;   // index 0 = node 1
+    std::vector<std::uint16_t> ports;  // index 0 = node 1
     std::vector<std::string> sockets;
 
     int nodes() const { return static_cast<int>(ports.size()); }

@@ -136,7 +136,8 @@ TEST_CASE("all hosts down: many threads fail fast without a connect storm", "[cl
             }
         });
     }
-    for (auto& thread : threads) thread.join();
+    for (auto& thread : threads)
+        thread.join();
     std::cout << "[cluster] all-hosts-down: " << calls.load() << " acquires from " << kThreads
               << " threads in 2 s, all connect_failed=" << (typed.load() == calls.load())
               << ", slowest " << slowest_us.load() / 1000.0 << " ms, " << connector.attempts()
@@ -177,7 +178,8 @@ TEST_CASE("round robin and random policies start at different hosts", "[cluster]
         throw Error(ErrorCode::connect_failed, "down", 2002);
         return dbpool::mysql::Connection(host);  // never reached
     });
-    for (int i = 0; i < 3; ++i) CHECK_THROWS_AS(connector(), Error);
+    for (int i = 0; i < 3; ++i)
+        CHECK_THROWS_AS(connector(), Error);
     REQUIRE(first_tried.size() == 9);
     CHECK(first_tried[0] == options.hosts[0].port);
     CHECK(first_tried[3] == options.hosts[1].port);

@@ -39,8 +39,9 @@ long long true_lag_ms(Connection& admin) {
 
 void prepare_table(const TestBed& bed) {
     Connection admin(bed.admin(1));
-    admin.execute("CREATE TABLE IF NOT EXISTS router_items (id INT AUTO_INCREMENT PRIMARY KEY,"
-                  " note VARCHAR(64) NOT NULL) ENGINE=InnoDB");
+    admin.execute(
+        "CREATE TABLE IF NOT EXISTS router_items (id INT AUTO_INCREMENT PRIMARY KEY,"
+        " note VARCHAR(64) NOT NULL) ENGINE=InnoDB");
     admin.execute("DELETE FROM router_items");
 }
 
@@ -87,8 +88,8 @@ TEST_CASE("writes go to the primary, reads spread over the replicas", "[cluster]
     CHECK(stats[1].reads + stats[2].reads == 41);
     CHECK(stats[1].health.state == dbpool::NodeState::healthy);
     CHECK(stats[1].health.lag.count() >= 0);
-    report("roles", "40 reads: n2=" + std::to_string(served[2]) + " n3=" +
-                        std::to_string(served[3]) + " n1=" + std::to_string(served[1]) +
+    report("roles", "40 reads: n2=" + std::to_string(served[2]) +
+                        " n3=" + std::to_string(served[3]) + " n1=" + std::to_string(served[1]) +
                         "; replica lag n2=" + std::to_string(stats[1].health.lag.count()) +
                         " ms n3=" + std::to_string(stats[2].health.lag.count()) + " ms");
 }
@@ -286,15 +287,15 @@ TEST_CASE("kill -9 of the primary: writes fail fast and typed, reads go on from 
     reader.join();
 
     std::string code_text;
-    for (const auto& [code, n] : codes) code_text += " " + code + "=" + std::to_string(n);
-    report("kill-primary", std::to_string(writes_failed) + " writes failed in 3 s (" +
-                               code_text + " ), slowest " + std::to_string(ms(slowest)) +
-                               " ms, " + std::to_string(attempts) +
+    for (const auto& [code, n] : codes)
+        code_text += " " + code + "=" + std::to_string(n);
+    report("kill-primary", std::to_string(writes_failed) + " writes failed in 3 s (" + code_text +
+                               " ), slowest " + std::to_string(ms(slowest)) + " ms, " +
+                               std::to_string(attempts) +
                                " connect attempts to the dead primary; " +
                                std::to_string(reads_during) + " reads succeeded meanwhile, " +
-                               std::to_string(reads_failed.load()) +
-                               " failed; writes back " + std::to_string(ms(writes_back_after)) +
-                               " ms after the restart");
+                               std::to_string(reads_failed.load()) + " failed; writes back " +
+                               std::to_string(ms(writes_back_after)) + " ms after the restart");
     CHECK(writes_ok == 0);
     CHECK(writes_failed > 0);
     for (const auto& [code, n] : codes) {

@@ -57,8 +57,7 @@ inline std::unique_ptr<ClusterRouter> replication_router(
         auto counter = std::make_shared<std::atomic<long>>(0);
         if (attempts != nullptr) attempts->push_back(counter);
         node.pool = std::make_unique<CheckedPool>(
-            [connector = dbpool::mysql::CheckedConnector(bed.node(n), std::move(check)),
-             counter] {
+            [connector = dbpool::mysql::CheckedConnector(bed.node(n), std::move(check)), counter] {
                 ++*counter;
                 return connector();
             },

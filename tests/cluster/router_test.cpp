@@ -144,7 +144,8 @@ Cluster make_cluster(const std::vector<NodeRole>& roles, dbpool::RouterOptions o
 
 std::map<std::string, int> spread(Router& router, Access access, int count) {
     std::map<std::string, int> served;
-    for (int i = 0; i < count; ++i) ++served[router.connection(access)->query()];
+    for (int i = 0; i < count; ++i)
+        ++served[router.connection(access)->query()];
     return served;
 }
 
@@ -215,8 +216,7 @@ TEST_CASE("router: writes to the primary, reads round robin over healthy replica
     CHECK(stats[2].health.state == dbpool::NodeState::lagging);
 }
 
-TEST_CASE("router: a dead primary fails writes with a typed error naming it",
-          "[cluster][router]") {
+TEST_CASE("router: a dead primary fails writes with a typed error naming it", "[cluster][router]") {
     auto cluster = make_cluster({primary, replica, replica});
     cluster.pools[0]->up = false;
     try {
@@ -244,7 +244,8 @@ TEST_CASE("router: a replica that fails to connect is tried last for down_backof
     CHECK(cluster.router->stats()[1].backing_off);
     std::this_thread::sleep_for(250ms);
     cluster.pools[1]->up = true;
-    CHECK(spread(*cluster.router, Access::read, 4) == std::map<std::string, int>{{"n2", 2}, {"n3", 2}});
+    CHECK(spread(*cluster.router, Access::read, 4) ==
+          std::map<std::string, int>{{"n2", 2}, {"n3", 2}});
 }
 
 TEST_CASE("router: Galera peers write to the first healthy one and read from all",
@@ -263,7 +264,8 @@ TEST_CASE("router: Galera peers write to the first healthy one and read from all
     router.check_health();
     CHECK(spread(router, Access::write, 2) == std::map<std::string, int>{{"n1", 2}});
     // All down: the error names each node.
-    for (auto* pool : cluster.pools) pool->up = false;
+    for (auto* pool : cluster.pools)
+        pool->up = false;
     try {
         (void)router.connection(Access::write);
         FAIL("wrote to a dead cluster");
@@ -308,8 +310,8 @@ TEST_CASE("router: concurrent routing while health changes and the probe runs",
             dbpool::RouterSession session;
             for (int i = 0; i < 200000 && !stop.load(); ++i) {
                 try {
-                    auto conn = router.connection(i % 5 == 0 ? Access::write : Access::read,
-                                                  session);
+                    auto conn =
+                        router.connection(i % 5 == 0 ? Access::write : Access::read, session);
                     if (!conn->query().empty()) ++served;
                 } catch (const Error&) {
                     ++failed;
@@ -325,10 +327,12 @@ TEST_CASE("router: concurrent routing while health changes and the probe runs",
         std::this_thread::sleep_for(1ms);
     }
     stop = true;
-    for (auto& thread : threads) thread.join();
+    for (auto& thread : threads)
+        thread.join();
     CHECK(served.load() > 0);
     // The primary is always up: reads fall back to it and writes succeed, so nothing fails.
     CHECK(failed.load() == 0);
     router.close();
-    for (auto* pool : cluster.pools) CHECK(pool->closed);
+    for (auto* pool : cluster.pools)
+        CHECK(pool->closed);
 }

@@ -48,9 +48,9 @@ struct MultiHostOptions {
             try {
                 hosts[i].validate();
             } catch (const Error& error) {
-                throw Error(ErrorCode::invalid_options, "mysql MultiHostOptions: host " +
-                                                            std::to_string(i + 1) + ": " +
-                                                            error.what());
+                throw Error(
+                    ErrorCode::invalid_options,
+                    "mysql MultiHostOptions: host " + std::to_string(i + 1) + ": " + error.what());
             }
         }
         if (host_backoff.count() < 0 || host_backoff_max < host_backoff) {
@@ -81,7 +81,8 @@ public:
         : state_(std::make_shared<State>()) {
         options.validate();
         state_->options = std::move(options);
-        state_->open = open ? std::move(open) : Open([](const ConnectOptions& o) { return Conn(o); });
+        state_->open =
+            open ? std::move(open) : Open([](const ConnectOptions& o) { return Conn(o); });
         state_->hosts.resize(state_->options.hosts.size());
     }
 
@@ -139,8 +140,8 @@ public:
                 note_failure(i, errors[i].c_str());
             }
         }
-        std::string message = "mysql: could not connect to any of " +
-                              std::to_string(s.hosts.size()) + " hosts";
+        std::string message =
+            "mysql: could not connect to any of " + std::to_string(s.hosts.size()) + " hosts";
         std::lock_guard<std::mutex> lock(s.mutex);
         for (std::size_t i = 0; i < s.hosts.size(); ++i) {
             message += i == 0 ? ": " : "; ";
@@ -148,12 +149,13 @@ public:
             if (!errors[i].empty()) {
                 message += "failed: " + errors[i];
             } else if (s.hosts[i].retry_at <= now) {
-                message += "skipped while another caller retries it after: " +
-                           s.hosts[i].last_error;
+                message +=
+                    "skipped while another caller retries it after: " + s.hosts[i].last_error;
             } else {
                 const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
                     s.hosts[i].retry_at - now);
-                message += "skipped for " + std::to_string(std::max<std::int64_t>(0, wait.count())) +
+                message += "skipped for " +
+                           std::to_string(std::max<std::int64_t>(0, wait.count())) +
                            " ms more after: " + s.hosts[i].last_error;
             }
         }

@@ -73,8 +73,7 @@ public:
     /// Connects and checks; throws Error{connect_failed} when the node cannot be reached and
     /// Error{node_unavailable} when it answers but is not ready (a Galera node not Synced).
     CheckedConnection(ConnectOptions options, NodeCheck check)
-        : Connection(std::move(options)),
-          check_(std::move(check)) {
+        : Connection(std::move(options)), check_(std::move(check)) {
         if (!check_node()) {
             const std::string why = last_reason_;
             close();
@@ -116,8 +115,8 @@ public:
 
 private:
     bool check_galera() {
-        const auto rows = query(
-            "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', 'wsrep_local_state')");
+        const auto rows =
+            query("SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', 'wsrep_local_state')");
         std::string ready;
         std::string state;
         for (std::size_t i = 0; i < rows.size(); ++i) {
@@ -164,9 +163,10 @@ private:
         }
         const std::chrono::milliseconds lag(*lag_ms);
         if (check_.max_replica_lag.count() > 0 && lag > check_.max_replica_lag) {
-            check_.health->report_lagging(
-                lag, "replica lag " + std::to_string(lag.count()) + " ms is above max_replica_lag " +
-                         std::to_string(check_.max_replica_lag.count()) + " ms");
+            check_.health->report_lagging(lag, "replica lag " + std::to_string(lag.count()) +
+                                                   " ms is above max_replica_lag " +
+                                                   std::to_string(check_.max_replica_lag.count()) +
+                                                   " ms");
         } else {
             check_.health->report_healthy(lag);
         }
