@@ -2,8 +2,9 @@
 # Throwaway three-node MariaDB Galera cluster (Debian galera-4, rsync SST) for dbpool's cluster
 # tests, example and benchmark.
 #
-#   scripts/galera.sh start DIR          create DIR, bootstrap node 1, join nodes 2 and 3 one
-#                                        after the other, write DIR/env
+#   scripts/galera.sh start DIR          create DIR, bootstrap node 1, join nodes 2 and 3 (from
+#                                        copies of node 1's data: no state transfer), write
+#                                        DIR/env
 #   scripts/galera.sh stop DIR           stop every node and remove DIR
 #   scripts/galera.sh status DIR [N]     exit 0 when every node (or node N) is Synced
 #   scripts/galera.sh kill9 DIR N        kill -9 node N, keep its data
@@ -97,6 +98,25 @@ wait_synced() {
     done
 }
 
+# Gives all three nodes one cluster state without a state transfer (rsync SST takes 10-80 s on
+# a busy 2-core machine): node 1 bootstraps, gets the test user, and stops cleanly, which
+# writes its cluster position to grastate.dat; nodes 2 and 3 get copies of its data directory.
+seed_cluster() {
+    start_node 1 --wsrep-new-cluster
+    create_test_user 1
+    stop_node 1
+    grep -q '^seqno: *[0-9]' "$DIR/n1/data/grastate.dat" ||
+        die "node 1 stopped without a cluster position (see $DIR/n1/error.log)"
+    local n
+    for n in 2 3; do
+        rm -rf "$DIR/n$n/data"
+        cp -a "$DIR/n1/data" "$DIR/n$n/data"
+        # Only node 1 may bootstrap; the copies must join it.
+        sed -i 's/^safe_to_bootstrap: *1/safe_to_bootstrap: 0/' "$DIR/n$n/data/grastate.dat"
+        rm -f "$DIR/n$n/data/gvwstate.dat" "$DIR/n$n/data/galera.cache"
+    done
+}
+
 # Starts node N and waits until it is Synced; "$@" are one-off options.
 start_node() {
     local n=$1
@@ -180,13 +200,18 @@ start() {
         fi
     done
     for n in "${NODES[@]}"; do write_args "$n"; done
-    # Node 1 bootstraps a new cluster; the others join it one after the other (one donor,
-    # one rsync SST at a time).
+    if [[ ! -f $DIR/n1/data/grastate.dat ]]; then seed_cluster; fi
+    # Node 1 bootstraps the cluster; nodes 2 and 3 hold the same state (seed_cluster), so they
+    # join together without any state transfer.
     if ! node_synced 1; then start_node 1 --wsrep-new-cluster; fi
-    create_test_user 1
+    local -a joining=()
     for n in 2 3; do
-        if ! node_synced "$n"; then start_node "$n"; fi
+        if ! node_synced "$n"; then
+            launch_node "$n"
+            joining+=("$n")
+        fi
     done
+    for n in "${joining[@]}"; do wait_synced "$n"; done
     write_env
     echo "Galera cluster running in $DIR: nodes 127.0.0.1:$(node_port 1) :$(node_port 2)" \
         ":$(node_port 3); started in $((SECONDS - began)) s," \
