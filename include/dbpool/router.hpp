@@ -166,7 +166,8 @@ public:
 
     /// Takes the nodes; throws Error{invalid_options} unless they are one primary and any
     /// number of replicas, or one or more peers (and every node has a pool and a unique name).
-    /// Checks every node with a NodeHealth once before returning, then starts the probe thread.
+    /// Checks every node with a NodeHealth once before returning (each check bounded by the
+    /// connection type's connect timeout), then starts the probe thread.
     explicit Router(std::vector<RouterNode<Pool>> nodes, RouterOptions options = {})
         : options_(options) {
         validate(nodes);
