@@ -3,6 +3,7 @@
 // Every loop is bounded in count and time; every test prints what it measured.
 #include <dbpool/dbpool.hpp>
 #include <dbpool/mysql.hpp>
+#include <dbpool/mysql/multi_host.hpp>
 #include <dbpool/router.hpp>
 
 #include <catch2/catch.hpp>
@@ -374,4 +375,36 @@ TEST_CASE("kill -9 of a replica: reads move to the other replica without errors,
     CHECK(stray == 0);
     CHECK(down.health.state == dbpool::NodeState::unavailable);
     CHECK(back);
+}
+
+TEST_CASE("multi-host connector against the real nodes: failover and round robin",
+          "[cluster][replication][multi]") {
+    const TestBed& bed = replication();
+    REQUIRE(bed.ensure_up());
+    // A host where nothing listens first: in_order skips it after its first failure.
+    dbpool::mysql::MultiHostOptions failover;
+    failover.hosts = {bed.node(1), bed.node(2)};
+    failover.hosts[0].port = 1;  // nothing listens on port 1 of 127.0.0.1
+    failover.host_backoff = 5s;
+    dbpool::mysql::MultiHostConnector<> first_alive(failover);
+    for (int i = 0; i < 5; ++i) {
+        Connection conn = first_alive();
+        CHECK(conn.query("SELECT @@server_id").scalar<long>() == 2);
+    }
+    CHECK(first_alive.attempts() == 6);  // one failure, then the dead host is skipped
+
+    // The same from a URL, round robin over all three nodes.
+    std::string url = "mysql://" + bed.user + ":" + bed.password + "@";
+    for (int n = 1; n <= bed.nodes(); ++n) {
+        url += (n > 1 ? "," : "") + std::string("127.0.0.1:") + std::to_string(bed.ports[n - 1]);
+    }
+    url += "/" + bed.database + "?policy=round_robin&connect_timeout=2";
+    auto spread = dbpool::mysql::multi_host_connector(url);
+    std::vector<long> ids;
+    for (int i = 0; i < 6; ++i)
+        ids.push_back(spread().query("SELECT @@server_id").scalar<long>());
+    CHECK(ids == std::vector<long>{1, 2, 3, 1, 2, 3});
+    report("multi-host", "in_order with a dead first host: 5 connects, " +
+                             std::to_string(first_alive.attempts()) +
+                             " attempts; round robin server ids: 1 2 3 1 2 3");
 }
