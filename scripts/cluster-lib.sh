@@ -52,23 +52,46 @@ ensure_packages() {
     command -v mariadbd >/dev/null || die "mariadbd still missing after apt-get"
 }
 
-# Prints a TCP port on 127.0.0.1 that nothing listens on right now.
-free_port() {
+# Prints COUNT distinct TCP ports on 127.0.0.1 that nothing listens on right now, one a line.
+# One python3 start for all of them (each start costs a second or two on a busy machine).
+free_ports() {
+    local count=$1
     if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
-print(s.getsockname()[1]); s.close()'
+        python3 -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+for s in socks: s.close()' "$count"
         return
     fi
+    local -a ports=()
     local port _
-    for _ in $(seq 1 200); do
+    for _ in $(seq 1 400); do
+        ((${#ports[@]} < count)) || break
         port=$((20000 + RANDOM % 20000))
         if ! ss -ltn "sport = :$port" 2>/dev/null | grep -q LISTEN &&
-            ! grep -qx "$port" "$DIR"/n*/*port 2>/dev/null; then
-            echo "$port"
-            return
+            [[ " ${ports[*]} " != *" $port "* ]]; then
+            ports+=("$port")
         fi
     done
-    die "no free port found"
+    ((${#ports[@]} == count)) || die "no free ports found"
+    printf '%s\n' "${ports[@]}"
+}
+
+# Gives each node N in "$@" the port files named by PORT_FILES (e.g. "port gport"), all from
+# one free_ports call.
+assign_ports() {
+    local -a files nodes ports
+    read -r -a files <<<"$PORT_FILES"
+    nodes=("$@")
+    mapfile -t ports < <(free_ports $((${#files[@]} * ${#nodes[@]})))
+    local i=0 n f
+    for n in "${nodes[@]}"; do
+        for f in "${files[@]}"; do
+            echo "${ports[i]}" >"$DIR/n$n/$f"
+            i=$((i + 1))
+        done
+    done
 }
 
 node_dir() { echo "$DIR/n$1"; }
@@ -102,22 +125,23 @@ node_answers() {
 # Makes DIR/template once (mariadb-install-db is slow and must not run in parallel).
 make_template() {
     [[ -d $DIR/template/mysql ]] && return
+    # The small redo log matters: the template is copied per node (96 MiB by default).
     mariadb-install-db --no-defaults --user="$(server_user)" \
         --auth-root-authentication-method=normal --datadir="$DIR/template" --skip-test-db \
-        >"$DIR/install.log" 2>&1 ||
+        --innodb-log-file-size=16M >"$DIR/install.log" 2>&1 ||
         {
             tail -n 20 "$DIR/install.log" >&2
             die "mariadb-install-db failed (see $DIR/install.log)"
         }
 }
 
-# Creates node N's directory from the template with a fresh client port.
+# Creates node N's directory and, unless "$2" is "empty", a copy of the template as its data
+# directory (ports come from assign_ports).
 prepare_node() {
     local n=$1 dir
     dir=$(node_dir "$n")
     mkdir -p "$dir/tmp"
-    cp -a "$DIR/template" "$dir/data"
-    free_port >"$dir/port"
+    if [[ ${2:-} != empty ]]; then cp -a "$DIR/template" "$dir/data"; fi
     chown -R "$(server_user)" "$dir"
 }
 

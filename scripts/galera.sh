@@ -111,6 +111,7 @@ seed_cluster() {
     for n in 2 3; do
         rm -rf "$DIR/n$n/data"
         cp -a "$DIR/n1/data" "$DIR/n$n/data"
+        chown -R "$(server_user)" "$DIR/n$n"
         # Only node 1 may bootstrap; the copies must join it.
         sed -i 's/^safe_to_bootstrap: *1/safe_to_bootstrap: 0/' "$DIR/n$n/data/grastate.dat"
         rm -f "$DIR/n$n/data/gvwstate.dat" "$DIR/n$n/data/galera.cache"
@@ -191,14 +192,13 @@ start() {
     chmod 755 "$DIR"
     DIR=$(cd "$DIR" && pwd)
     make_template
-    for n in "${NODES[@]}"; do
-        if [[ ! -d $DIR/n$n/data ]]; then
-            prepare_node "$n"
-            free_port >"$DIR/n$n/gport"
-            free_port >"$DIR/n$n/iport"
-            free_port >"$DIR/n$n/sport"
-        fi
-    done
+    if [[ ! -d $DIR/n1 ]]; then
+        # Nodes 2 and 3 get their data from node 1 (seed_cluster).
+        prepare_node 1
+        prepare_node 2 empty
+        prepare_node 3 empty
+        PORT_FILES="port gport iport sport" assign_ports "${NODES[@]}"
+    fi
     for n in "${NODES[@]}"; do write_args "$n"; done
     if [[ ! -f $DIR/n1/data/grastate.dat ]]; then seed_cluster; fi
     # Node 1 bootstraps the cluster; nodes 2 and 3 hold the same state (seed_cluster), so they

@@ -125,8 +125,11 @@ start() {
     DIR=$(cd "$DIR" && pwd)
     make_template
     local n
+    if [[ ! -d $DIR/n1 ]]; then
+        for n in "${NODES[@]}"; do prepare_node "$n"; done
+        PORT_FILES=port assign_ports "${NODES[@]}"
+    fi
     for n in "${NODES[@]}"; do
-        [[ -d $DIR/n$n/data ]] || prepare_node "$n"
         write_args "$n"
         if ! node_answers "$n"; then launch_node "$n"; fi
     done
