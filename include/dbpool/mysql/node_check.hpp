@@ -70,10 +70,11 @@ struct NodeCheck {
 /// Not thread-safe (one thread at a time, like Connection); the shared NodeHealth is.
 class CheckedConnection : public Connection {
 public:
-    /// Connects and checks; throws Error{connect_failed} when the node cannot be reached and
-    /// Error{node_unavailable} when it answers but is not ready (a Galera node not Synced).
+    /// Connects and checks; throws Error{invalid_options} (before connecting),
+    /// Error{connect_failed} when the node cannot be reached and Error{node_unavailable} when it
+    /// answers but is not ready (a Galera node not Synced).
     CheckedConnection(ConnectOptions options, NodeCheck check)
-        : Connection(std::move(options)), check_(std::move(check)) {
+        : Connection((check.validate(), std::move(options))), check_(std::move(check)) {
         if (!check_node()) {
             const std::string why = last_reason_;
             close();
