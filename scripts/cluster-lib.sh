@@ -172,9 +172,13 @@ launch_node() {
 
 # True while the process launch_node started for node N runs (before it wrote its pid file).
 node_launched_alive() {
-    local file
+    local file pid
     file="$(node_dir "$1")/launched.pid"
-    [[ -f $file ]] && kill -0 "$(cat "$file")" 2>/dev/null
+    [[ -f $file ]] || return 1
+    pid=$(cat "$file")
+    # The pid may have been reused since: it must still be this node's server.
+    kill -0 "$pid" 2>/dev/null &&
+        tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--datadir=$(node_dir "$1")/data"
 }
 
 # Waits until node N answers; dies after NODE_START_WAIT_SECONDS.
@@ -196,6 +200,8 @@ wait_answers() {
 stop_node() {
     local n=$1 pid
     pid=$(node_pid "$n")
+    # No pid file (a joiner killed early, a crashed start): the process launch_node started.
+    if [[ -z $pid ]] && node_launched_alive "$n"; then pid=$(cat "$(node_dir "$n")/launched.pid"); fi
     [[ -n $pid ]] || return 0
     kill "$pid" 2>/dev/null || {
         rm -f "$(node_dir "$n")/mysqld.pid"
