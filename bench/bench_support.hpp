@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -50,8 +51,11 @@ public:
         std::unique_ptr<Connection> connection_;
     };
 
-    /// A pool of at most `capacity` connections.
-    explicit TextbookPool(std::size_t capacity) : capacity_(capacity) {}
+    /// A pool of at most `capacity` connections, each made by `make` (default: value-initialised).
+    explicit TextbookPool(
+        std::size_t capacity, std::function<std::unique_ptr<Connection>()> make =
+                                  [] { return std::make_unique<Connection>(); })
+        : capacity_(capacity), make_(std::move(make)) {}
 
     /// Waits until a connection is idle or may be opened.
     Handle acquire() {
@@ -60,7 +64,7 @@ public:
         if (idle_.empty()) {
             ++opened_;
             lock.unlock();
-            return Handle(this, std::make_unique<Connection>());
+            return Handle(this, make_());
         }
         std::unique_ptr<Connection> connection = std::move(idle_.front());
         idle_.pop_front();
@@ -81,6 +85,7 @@ private:
     std::deque<std::unique_ptr<Connection>> idle_;
     std::size_t opened_ = 0;
     const std::size_t capacity_;
+    const std::function<std::unique_ptr<Connection>()> make_;
 };
 
 /// Resident set size of this process in bytes (from /proc/self/statm), or 0 if unknown.

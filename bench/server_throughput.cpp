@@ -4,6 +4,13 @@
 // rounds; the report is the median ratio to that limit measured in the same round. Also counts
 // server round trips per clean acquire/release cycle with SHOW GLOBAL STATUS.
 //
+// Peer pools (bench/peer_pools.hpp, built when installed) hand out the same
+// dbpool::mysql::Connection objects, so their rows differ from dbpool's only in the pooling:
+// textbook_pool (mutex+condvar+deque), soci_pool (soci's connection_pool), mysqlpp_pool
+// (MySQL++'s ConnectionPool behind a gate). soci_native is soci as its users write it: a
+// connection_pool of soci sessions on soci's own MySQL backend, `session sql(pool); sql << ...`
+// (text protocol, no server-side prepared statement), for context.
+//
 //   dbpool_server_throughput [--url URL] [--seconds S] [--rounds N] [--threads 1,8,64]
 //                            [--json FILE] [--csv FILE]
 // The URL defaults to $DBPOOL_TEST_URL (scripts/mariadb.sh writes it). Every loop is bounded:
@@ -11,6 +18,11 @@
 
 #include <dbpool/dbpool.hpp>
 #include <dbpool/mysql.hpp>
+
+#if DBPOOL_BENCH_WITH_SOCI_MYSQL
+#include <soci/mysql/soci-mysql.h>
+#include <soci/soci.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -27,6 +39,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "bench_support.hpp"
+#include "peer_pools.hpp"
 
 namespace {
 
@@ -210,6 +225,30 @@ dbpool::PoolOptions pooled_safety() {
 
 using Variant = std::function<RunResult(int threads, const Settings&)>;
 
+std::function<std::unique_ptr<Connection>()> make_connection(const Settings& s) {
+    return [options = s.options] { return std::make_unique<Connection>(options); };
+}
+
+// A peer pool (bench/peer_pools.hpp) running the same request on the same connection type.
+template <class Pool>
+RunResult run_peer(Pool& pool, int threads, const Settings& s) {
+    return run_threads(threads, s.seconds, s.max_requests, [&]() -> Request {
+        return [&pool](int id) {
+            auto connection = pool.acquire();
+            return select_one(*connection, id);
+        };
+    });
+}
+
+#if DBPOOL_BENCH_WITH_SOCI_MYSQL
+std::string soci_connect_string(const ConnectOptions& o) {
+    std::string text = "db=" + o.database + " user=" + o.user + " password='" + o.password + "'";
+    if (o.host == "localhost" && !o.unix_socket.empty())
+        return text + " unix_socket=" + o.unix_socket;
+    return text + " host=" + o.host + " port=" + std::to_string(o.port);
+}
+#endif
+
 std::vector<std::pair<std::string, Variant>> variants() {
     std::vector<std::pair<std::string, Variant>> list;
     list.emplace_back("dedicated", [](int threads, const Settings& s) {
@@ -264,6 +303,39 @@ std::vector<std::pair<std::string, Variant>> variants() {
             };
         });
     });
+    list.emplace_back("textbook_pool", [](int threads, const Settings& s) {
+        dbpool_bench::TextbookPool<Connection> pool(pool_size, make_connection(s));
+        return run_peer(pool, threads, s);
+    });
+#if DBPOOL_BENCH_WITH_SOCI
+    list.emplace_back("soci_pool", [](int threads, const Settings& s) {
+        dbpool_bench::SociPool<Connection> pool(pool_size, make_connection(s));
+        return run_peer(pool, threads, s);
+    });
+#endif
+#if DBPOOL_BENCH_WITH_MYSQLPP
+    if (dbpool_bench::MysqlppPool<Connection>::thread_safe()) {
+        list.emplace_back("mysqlpp_pool", [](int threads, const Settings& s) {
+            dbpool_bench::MysqlppPool<Connection> pool(pool_size, make_connection(s));
+            return run_peer(pool, threads, s);
+        });
+    }
+#endif
+#if DBPOOL_BENCH_WITH_SOCI_MYSQL
+    list.emplace_back("soci_native", [](int threads, const Settings& s) {
+        soci::connection_pool pool(pool_size);
+        for (std::size_t i = 0; i < static_cast<std::size_t>(pool_size); ++i)
+            pool.at(i).open(soci::mysql, soci_connect_string(s.options));
+        return run_threads(threads, s.seconds, s.max_requests, [&]() -> Request {
+            return [&pool](int id) {
+                soci::session sql(pool);
+                long long value = 0;
+                sql << "SELECT v FROM bench_kv WHERE id = :id", soci::use(id), soci::into(value);
+                return static_cast<std::int64_t>(value);
+            };
+        });
+    });
+#endif
     return list;
 }
 

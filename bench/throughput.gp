@@ -12,5 +12,12 @@ set key outside right top
 set grid
 set yrange [0:*]
 set style data linespoints
-columns = 7
-plot for [i=2:columns] datafile using 1:i title columnheader(i) lw 2 pt 7
+set datafile missing 'NaN'
+stats datafile using 1 nooutput
+columns = STATS_columns
+# gnuplot's colours repeat after 8 lines: lines 9-12 get their own colours and dashes.
+set linetype 9 lc rgb '#8b4513' dashtype 2
+set linetype 10 lc rgb '#505050' dashtype 2
+set linetype 11 lc rgb '#ff1493' dashtype 2
+set linetype 12 lc rgb '#00bfff' dashtype 2
+plot for [i=2:columns] datafile using 1:i title columnheader(i) linetype (i - 1) lw 2 pt (i + 3) ps 1.2

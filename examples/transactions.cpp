@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
         }
         print_balances(pool, "after failed 20    ");  // unchanged: the first update was undone
 
-        pool.connection()->execute("DROP TABLE dbpool_example_accounts");
+        auto conn = pool.connection();
+        conn->execute("DROP TABLE dbpool_example_accounts");
     } catch (const dbpool::Error& error) {
         std::cerr << "error (" << dbpool::to_string(error.code()) << "): " << error.what() << "\n";
         return 1;

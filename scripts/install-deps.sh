@@ -11,10 +11,14 @@ set -euo pipefail
 
 packages=(
     cmake g++ clang clang-format clang-tidy make pkg-config
+    libc++-14-dev libc++abi-14-dev
     catch2
-    libmariadb-dev libmariadb-dev-compat mariadb-server
+    libmariadb-dev libmariadb-dev-compat mariadb-server openssl
     galera-4 rsync
-    libbenchmark-dev gnuplot-nox valgrind
+    gnuplot-nox valgrind
+    # bench/: the peer pools compared with dbpool (soci's needs Boost's headers for its
+    # sessions, which Debian's libsoci-dev does not pull in).
+    libsoci-dev libboost-dev libmysql++-dev
 )
 
 missing=()

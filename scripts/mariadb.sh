@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Throwaway MariaDB server for dbpool's tests, examples and demo.
 #
-#   scripts/mariadb.sh start DIR    create DIR, initialise a data directory, start mariadbd on
-#                                   a free loopback port and DIR/mysqld.sock, create the test
-#                                   user and database, write DIR/env
+#   scripts/mariadb.sh start DIR    create DIR, initialise a data directory, make throwaway TLS
+#                                   certificates in DIR/tls, start mariadbd on a free loopback
+#                                   port and DIR/mysqld.sock with TLS enabled, create the test
+#                                   users and database, write DIR/env
 #   scripts/mariadb.sh stop DIR     stop the server started in DIR and remove DIR
 #   scripts/mariadb.sh restart DIR  stop (keeping the data) and start again, same port/socket
 #   scripts/mariadb.sh kill9 DIR    kill -9 the server, keep DIR (for fault tests)
@@ -11,11 +12,18 @@
 #
 # It never touches a system MariaDB service: everything lives in DIR and the server only
 # listens on 127.0.0.1. Every wait is bounded.
+#
+# TLS (DIR/tls, all throwaway, valid for 2 days): ca.pem signs server-cert.pem (issued to the
+# DNS name "localhost" only, so a client that checks the host name accepts "localhost" and
+# refuses "127.0.0.1") and client-cert.pem/client-key.pem (for the REQUIRE X509 user);
+# wrong-ca.pem is an unrelated CA that signed nothing here.
 set -euo pipefail
 
 readonly TEST_USER=dbpool
 readonly TEST_PASSWORD=dbpool-test-pw
 readonly TEST_DATABASE=dbpool_test
+readonly X509_USER=dbpool_x509
+readonly X509_PASSWORD=dbpool-x509-pw
 readonly START_WAIT_SECONDS=30
 readonly STOP_WAIT_SECONDS=20
 
@@ -86,18 +94,49 @@ server_pid() {
     if [[ -f $DIR/mysqld.pid ]]; then cat "$DIR/mysqld.pid" 2>/dev/null || true; fi
 }
 
+# Writes the throwaway CA, server, client and unrelated-CA certificates into DIR/tls.
+make_certificates() {
+    command -v openssl >/dev/null || die "openssl is missing (apt-get install openssl)"
+    local tls=$DIR/tls
+    mkdir -p "$tls"
+    (
+        cd "$tls"
+        local -a ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+        openssl req -x509 "${ec[@]}" -keyout ca-key.pem -out ca.pem -days 2 \
+            -subj "/CN=dbpool test CA" 2>/dev/null
+        openssl req -x509 "${ec[@]}" -keyout wrong-ca-key.pem -out wrong-ca.pem -days 2 \
+            -subj "/CN=dbpool unrelated CA" 2>/dev/null
+        printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+        openssl req -new "${ec[@]}" -keyout server-key.pem -out server.csr \
+            -subj "/CN=localhost" 2>/dev/null
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+            -days 2 -extfile server.ext -out server-cert.pem 2>/dev/null
+        printf 'extendedKeyUsage=clientAuth\n' >client.ext
+        openssl req -new "${ec[@]}" -keyout client-key.pem -out client.csr \
+            -subj "/CN=dbpool x509 client" 2>/dev/null
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial \
+            -days 2 -extfile client.ext -out client-cert.pem 2>/dev/null
+        rm -f ./*.csr ./*.ext ./*.srl
+        chmod 600 ./*-key.pem
+    ) || die "creating the TLS certificates in $tls failed"
+}
+
 launch() {
     local port
     port=$(cat "$DIR/port")
-    local -a user_opt=()
+    local -a user_opt=() tls_opt=()
     [[ $(id -u) -eq 0 ]] && user_opt=(--user=root)
+    if [[ -f $DIR/tls/server-cert.pem ]]; then
+        tls_opt=(--ssl-ca="$DIR/tls/ca.pem" --ssl-cert="$DIR/tls/server-cert.pem"
+            --ssl-key="$DIR/tls/server-key.pem")
+    fi
     # setsid: the server must not die with the shell that started it (ctest, demo.sh).
     setsid mariadbd --no-defaults "${user_opt[@]}" \
         --datadir="$DIR/data" --socket="$DIR/mysqld.sock" --pid-file="$DIR/mysqld.pid" \
         --port="$port" --bind-address=127.0.0.1 --skip-name-resolve \
         --log-error="$DIR/error.log" --innodb-buffer-pool-size=32M \
         --innodb-log-file-size=16M --performance-schema=OFF --max-connections=500 \
-        --skip-log-bin --tmpdir="$DIR/tmp" \
+        "${tls_opt[@]}" --skip-log-bin --tmpdir="$DIR/tmp" \
         --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci </dev/null >>"$DIR/server.out" 2>&1 &
     local deadline=$((SECONDS + START_WAIT_SECONDS))
     until server_answers; do
@@ -156,6 +195,7 @@ start() {
             tail -n 20 "$DIR/install.log" >&2
             die "mariadb-install-db failed (see $DIR/install.log)"
         }
+    make_certificates
     launch
     client_script <<SQL
 CREATE DATABASE IF NOT EXISTS \`$TEST_DATABASE\`;
@@ -165,6 +205,10 @@ GRANT ALL PRIVILEGES ON \`$TEST_DATABASE\`.* TO '$TEST_USER'@'localhost';
 GRANT ALL PRIVILEGES ON \`$TEST_DATABASE\`.* TO '$TEST_USER'@'127.0.0.1';
 GRANT PROCESS, CONNECTION ADMIN ON *.* TO '$TEST_USER'@'localhost';
 GRANT PROCESS, CONNECTION ADMIN ON *.* TO '$TEST_USER'@'127.0.0.1';
+CREATE USER IF NOT EXISTS '$X509_USER'@'localhost' IDENTIFIED BY '$X509_PASSWORD' REQUIRE X509;
+CREATE USER IF NOT EXISTS '$X509_USER'@'127.0.0.1' IDENTIFIED BY '$X509_PASSWORD' REQUIRE X509;
+GRANT ALL PRIVILEGES ON \`$TEST_DATABASE\`.* TO '$X509_USER'@'localhost';
+GRANT ALL PRIVILEGES ON \`$TEST_DATABASE\`.* TO '$X509_USER'@'127.0.0.1';
 FLUSH PRIVILEGES;
 SQL
     cat >"$DIR/env" <<ENV
@@ -174,6 +218,9 @@ DBPOOL_TEST_USER=$TEST_USER
 DBPOOL_TEST_PASSWORD=$TEST_PASSWORD
 DBPOOL_TEST_DATABASE=$TEST_DATABASE
 DBPOOL_TEST_URL=mysql://$TEST_USER:$TEST_PASSWORD@127.0.0.1:$port/$TEST_DATABASE
+DBPOOL_TEST_TLS_DIR=$DIR/tls
+DBPOOL_TEST_X509_USER=$X509_USER
+DBPOOL_TEST_X509_PASSWORD=$X509_PASSWORD
 ENV
     echo "MariaDB running (pid $(server_pid)), data and logs in $DIR"
     echo "  connect: mariadb --socket=$DIR/mysqld.sock -u$TEST_USER -p$TEST_PASSWORD $TEST_DATABASE"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dbpool's test command (README, CI: .ci/run). Run from anywhere:
 #
-#   scripts/test.sh [--tidy] [--no-deps] [--asan-only | --tsan-only]
+#   scripts/test.sh [--tidy] [--no-deps] [--asan-only | --tsan-only | --clang-only]
 #
 # 1. scripts/install-deps.sh (skipped with --no-deps; a no-op when everything is installed).
 # 2. build/asan: Debug, DBPOOL_SANITIZE=address,undefined; build, then ctest every test.
@@ -10,7 +10,13 @@
 #    sanitizer-independent, so running them twice proves nothing). Rule: everything else,
 #    core unit tests included, runs under TSan too; it is cheap enough and any test that
 #    starts a thread (not only the [concurrency] ones) can race.
-# 4. scripts/lint.sh --format (clang-format check); with --tidy also clang-tidy (slow).
+# 4. build/clang-libcxx: clang++ with libc++ (not libstdc++) and UBSan including
+#    -fsanitize=float-cast-overflow (GCC's UBSan leaves that check out). Builds and runs the
+#    core tests, the MySQL unit tests, the header self-containment check, the compile-fail
+#    checks, and every fork() test: ASan's allocator is not fork-safe while another thread
+#    allocates and TSan cannot follow a child that starts threads (tests/fork_support.hpp), so
+#    this tree, without either, is where the concurrent fork tests run.
+# 5. scripts/lint.sh --format (clang-format check); with --tidy also clang-tidy (slow).
 #
 # The MySQL integration tests start their own throwaway server through a CTest fixture;
 # no system MariaDB service is used or started.
@@ -28,14 +34,15 @@ repo=$(pwd)
 
 with_deps=1
 with_tidy=0
-trees=(asan tsan)
+trees=(asan tsan clang)
 for arg in "$@"; do
     case "$arg" in
         --tidy) with_tidy=1 ;;
         --no-deps) with_deps=0 ;;
         --asan-only) trees=(asan) ;;
         --tsan-only) trees=(tsan) ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        --clang-only) trees=(clang) ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -66,6 +73,27 @@ if [ "$with_deps" -eq 1 ]; then
     fi
 fi
 
+# count_results NAME LOG: adds the ctest summary in LOG to the totals.
+count_results() {
+    local name=$1 log=$2
+    # "100% tests passed, 0 tests failed out of 12" (absent when no test matched).
+    local line total fails
+    line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
+    if [ -z "$line" ]; then
+        if grep -q 'No tests were found' "$log"; then
+            notes+=("$name: no tests found")
+        else
+            failed=$((failed + 1)); notes+=("$name: ctest gave no summary (crashed?)")
+        fi
+        return
+    fi
+    fails=$(echo "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/')
+    total=$(echo "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/')
+    passed=$((passed + total - fails))
+    failed=$((failed + fails))
+    notes+=("$name: $((total - fails)) of $total tests passed")
+}
+
 # run_tree NAME SANITIZE [extra ctest args...]
 run_tree() {
     local name=$1 sanitize=$2
@@ -86,22 +114,39 @@ run_tree() {
     log="$dir/ctest.log"
     (cd "$dir" && ctest --output-on-failure -j "$ctest_jobs" --timeout "$ctest_timeout" "$@") \
         2>&1 | tee "$log"
-    # "100% tests passed, 0 tests failed out of 12" (absent when no test matched).
-    local line total fails
-    line=$(grep -E '[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1)
-    if [ -z "$line" ]; then
-        if grep -q 'No tests were found' "$log"; then
-            notes+=("$name: no tests found")
-        else
-            failed=$((failed + 1)); notes+=("$name: ctest gave no summary (crashed?)")
-        fi
+    count_results "$name" "$log"
+}
+
+# The clang + libc++ + UBSan (with float-cast-overflow) tree: unit tests only (see the header).
+run_clang_tree() {
+    local name=clang-libcxx
+    local dir="$repo/build/$name" log
+    local sanitize="-fsanitize=undefined,float-cast-overflow -fno-sanitize-recover=all"
+    section "$name: configure (clang++ -stdlib=libc++ $sanitize)"
+    if ! cmake -S "$repo" -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+            -DCMAKE_CXX_FLAGS="-stdlib=libc++ $sanitize -fno-omit-frame-pointer" \
+            -DCMAKE_EXE_LINKER_FLAGS="-stdlib=libc++ $sanitize" -DDBPOOL_SANITIZE= \
+            -DDBPOOL_BUILD_TESTS=ON -DDBPOOL_BUILD_EXAMPLES=OFF -DDBPOOL_BUILD_BENCH=OFF; then
+        failed=$((failed + 1)); notes+=("$name: configure failed")
         return
     fi
-    fails=$(echo "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/')
-    total=$(echo "$line" | sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/')
-    passed=$((passed + total - fails))
-    failed=$((failed + fails))
-    notes+=("$name: $((total - fails)) of $total tests passed")
+    # Only the targets that exist (the tree configures while parts are being written).
+    local available targets=()
+    available=$(cmake --build "$dir" --target help)
+    for target in dbpool_core_tests dbpool_core_concurrency_tests dbpool_core_regression_tests \
+            dbpool_mysql_unit_tests dbpool_fault_tests dbpool_header_check_main; do
+        if grep -q "\b$target\b" <<<"$available"; then targets+=("$target"); fi
+    done
+    section "$name: build ${targets[*]} (-j$jobs)"
+    if [ "${#targets[@]}" -eq 0 ] || ! cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then
+        failed=$((failed + 1)); notes+=("$name: build failed")
+        return
+    fi
+    section "$name: ctest (core, unit, headers, compile-fail, fork)"
+    log="$dir/ctest.log"
+    (cd "$dir" && ctest --output-on-failure -j "$ctest_jobs" --timeout "$ctest_timeout" \
+        -R '^(core|mysql_unit):|^headers\.|^mysql_compile_fail:|^faults:.*fork') 2>&1 | tee "$log"
+    count_results "$name" "$log"
 }
 
 start=$SECONDS
@@ -109,6 +154,7 @@ for tree in "${trees[@]}"; do
     case "$tree" in
         asan) run_tree asan "address,undefined" ;;
         tsan) run_tree tsan "thread" -LE packaging ;;
+        clang) run_clang_tree ;;
     esac
 done
 

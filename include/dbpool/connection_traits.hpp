@@ -18,72 +18,42 @@ enum class Failure {
 
 namespace detail {
 
-template <class, class = void>
-struct has_close : std::false_type {};
-template <class C>
-struct has_close<C, std::void_t<decltype(std::declval<C&>().close())>> : std::true_type {};
+// One detection idiom for every optional member: detected<C, Op> is true when Op<C> is a
+// well-formed expression.
+template <class, template <class> class, class = void>
+struct detector : std::false_type {};
+template <class C, template <class> class Op>
+struct detector<C, Op, std::void_t<Op<C>>> : std::true_type {};
+template <class C, template <class> class Op>
+inline constexpr bool detected = detector<C, Op>::value;
 
-template <class, class = void>
-struct has_ping : std::false_type {};
 template <class C>
-struct has_ping<C, std::void_t<decltype(std::declval<C&>().ping())>> : std::true_type {};
-
-template <class, class = void>
-struct has_begin : std::false_type {};
+using close_member = decltype(std::declval<C&>().close());
 template <class C>
-struct has_begin<C, std::void_t<decltype(std::declval<C&>().begin())>> : std::true_type {};
-
-template <class, class = void>
-struct has_commit : std::false_type {};
+using ping_member = decltype(std::declval<C&>().ping());
 template <class C>
-struct has_commit<C, std::void_t<decltype(std::declval<C&>().commit())>> : std::true_type {};
-
-template <class, class = void>
-struct has_rollback : std::false_type {};
+using begin_member = decltype(std::declval<C&>().begin());
 template <class C>
-struct has_rollback<C, std::void_t<decltype(std::declval<C&>().rollback())>> : std::true_type {};
-
-template <class, class = void>
-struct has_execute : std::false_type {};
+using commit_member = decltype(std::declval<C&>().commit());
 template <class C>
-struct has_execute<
-    C, std::void_t<decltype(std::declval<C&>().execute(std::declval<const std::string&>()))>>
-    : std::true_type {};
-
-template <class, class = void>
-struct has_in_transaction : std::false_type {};
+using rollback_member = decltype(std::declval<C&>().rollback());
 template <class C>
-struct has_in_transaction<C, std::void_t<decltype(bool(std::declval<const C&>().in_transaction()))>>
-    : std::true_type {};
-
-template <class, class = void>
-struct has_reset_session : std::false_type {};
+using execute_member = decltype(std::declval<C&>().execute(std::declval<const std::string&>()));
 template <class C>
-struct has_reset_session<C, std::void_t<decltype(std::declval<C&>().reset_session())>>
-    : std::true_type {};
-
-template <class, class = void>
-struct has_classify_failure : std::false_type {};
+using in_transaction_member = decltype(bool(std::declval<const C&>().in_transaction()));
 template <class C>
-struct has_classify_failure<
-    C, std::void_t<decltype(C::classify_failure(std::declval<const std::exception&>()))>>
-    : std::true_type {};
-
-template <class, class = void>
-struct has_thread_safe_sharing : std::false_type {};
+using reset_session_member = decltype(std::declval<C&>().reset_session());
 template <class C>
-struct has_thread_safe_sharing<C, std::void_t<decltype(C::thread_safe_sharing)>>
-    : std::true_type {};
-
-template <class, class = void>
-struct has_prepare_thread : std::false_type {};
+using classify_failure_member =
+    decltype(C::classify_failure(std::declval<const std::exception&>()));
 template <class C>
-struct has_prepare_thread<C, std::void_t<decltype(C::prepare_thread())>> : std::true_type {};
-
-template <class, class = void>
-struct has_abandon : std::false_type {};
+using thread_safe_sharing_member = decltype(C::thread_safe_sharing);
 template <class C>
-struct has_abandon<C, std::void_t<decltype(std::declval<C&>().abandon())>> : std::true_type {};
+using prepare_thread_member = decltype(C::prepare_thread());
+template <class C>
+using abandon_member = decltype(std::declval<C&>().abandon());
+template <class C>
+using is_reusable_member = decltype(bool(std::declval<const C&>().is_reusable()));
 
 }  // namespace detail
 
@@ -104,6 +74,8 @@ struct has_abandon<C, std::void_t<decltype(std::declval<C&>().abandon())>> : std
 /// - `static constexpr bool thread_safe_sharing`: enables maxshared; never shared.
 /// - `static void prepare_thread()`: per-thread client set-up; nothing.
 /// - `void abandon() noexcept`: drop silently after fork(); the object is leaked.
+/// - `bool is_reusable() const noexcept`: no I/O; false when the connection cannot serve another
+///   borrower (e.g. results left unread); pools close it on return; always reusable.
 ///
 /// Without `classify_failure`, a `dbpool::Error` with code `connection_lost` counts as
 /// `Failure::broken` and every other exception as `Failure::none`.
@@ -111,7 +83,7 @@ template <class Connection, class = void>
 struct ConnectionTraits {
     /// Whether one connection may be used by several threads at once (enables maxshared).
     static constexpr bool thread_safe_sharing = [] {
-        if constexpr (detail::has_thread_safe_sharing<Connection>::value) {
+        if constexpr (detail::detected<Connection, detail::thread_safe_sharing_member>) {
             return bool(Connection::thread_safe_sharing);
         } else {
             return false;
@@ -120,7 +92,7 @@ struct ConnectionTraits {
 
     /// Closes the connection; never throws.
     static void close(Connection& connection) noexcept {
-        if constexpr (detail::has_close<Connection>::value) {
+        if constexpr (detail::detected<Connection, detail::close_member>) {
             try {
                 connection.close();
             } catch (...) {
@@ -131,7 +103,7 @@ struct ConnectionTraits {
 
     /// True when the connection answered; a throwing ping counts as dead.
     static bool ping(Connection& connection) noexcept {
-        if constexpr (detail::has_ping<Connection>::value) {
+        if constexpr (detail::detected<Connection, detail::ping_member>) {
             try {
                 if constexpr (std::is_void_v<decltype(connection.ping())>) {
                     connection.ping();
@@ -149,22 +121,22 @@ struct ConnectionTraits {
 
     /// Starts a transaction.
     static void begin(Connection& connection) {
-        if constexpr (detail::has_begin<Connection>::value) connection.begin();
+        if constexpr (detail::detected<Connection, detail::begin_member>) connection.begin();
     }
 
     /// Commits the open transaction.
     static void commit(Connection& connection) {
-        if constexpr (detail::has_commit<Connection>::value) connection.commit();
+        if constexpr (detail::detected<Connection, detail::commit_member>) connection.commit();
     }
 
     /// Rolls back the open transaction, if any.
     static void rollback(Connection& connection) {
-        if constexpr (detail::has_rollback<Connection>::value) connection.rollback();
+        if constexpr (detail::detected<Connection, detail::rollback_member>) connection.rollback();
     }
 
     /// Runs one setsession statement (e.g. "SET time_zone = '+00:00'").
     static void run_session_statement(Connection& connection, const std::string& sql) {
-        if constexpr (detail::has_execute<Connection>::value) {
+        if constexpr (detail::detected<Connection, detail::execute_member>) {
             connection.execute(sql);
         } else {
             throw Error(ErrorCode::invalid_options,
@@ -176,7 +148,7 @@ struct ConnectionTraits {
 
     /// What the server says about an open transaction (no round trip expected).
     static bool in_transaction(const Connection& connection) noexcept {
-        if constexpr (detail::has_in_transaction<Connection>::value) {
+        if constexpr (detail::detected<Connection, detail::in_transaction_member>) {
             return bool(connection.in_transaction());
         } else {
             return false;
@@ -184,7 +156,8 @@ struct ConnectionTraits {
     }
 
     /// Whether `reset_session` does a full session reset.
-    static constexpr bool can_reset_session = detail::has_reset_session<Connection>::value;
+    static constexpr bool can_reset_session =
+        detail::detected<Connection, detail::reset_session_member>;
 
     /// Clears all session state without reconnecting (MySQL COM_RESET_CONNECTION).
     static void reset_session(Connection& connection) {
@@ -197,7 +170,7 @@ struct ConnectionTraits {
 
     /// Classifies an exception thrown by a statement on this connection type.
     static Failure classify_failure(const std::exception& error) noexcept {
-        if constexpr (detail::has_classify_failure<Connection>::value) {
+        if constexpr (detail::detected<Connection, detail::classify_failure_member>) {
             return Connection::classify_failure(error);
         } else {
             const auto* own = dynamic_cast<const Error*>(&error);
@@ -206,13 +179,28 @@ struct ConnectionTraits {
         }
     }
 
-    /// Per-thread set-up of the client library, run before a thread's first connection.
+    /// Whether the client library needs per-thread set-up (prepare_thread() does something).
+    static constexpr bool has_prepare_thread =
+        detail::detected<Connection, detail::prepare_thread_member>;
+
+    /// Per-thread set-up of the client library; pools run it once on every thread that uses a
+    /// connection (borrowers, pool workers, maintenance), before its first use.
     static void prepare_thread() {
-        if constexpr (detail::has_prepare_thread<Connection>::value) Connection::prepare_thread();
+        if constexpr (has_prepare_thread) Connection::prepare_thread();
+    }
+
+    /// Whether a returned connection can serve the next borrower as it is (no I/O); a pool
+    /// closes one that cannot.
+    static bool is_reusable(const Connection& connection) noexcept {
+        if constexpr (detail::detected<Connection, detail::is_reusable_member>) {
+            return bool(connection.is_reusable());
+        } else {
+            return true;
+        }
     }
 
     /// Whether `abandon` can drop a connection without touching the server (after fork()).
-    static constexpr bool can_abandon = detail::has_abandon<Connection>::value;
+    static constexpr bool can_abandon = detail::detected<Connection, detail::abandon_member>;
 
     /// Releases local resources without sending anything (the socket belongs to the parent).
     static void abandon(Connection& connection) noexcept {

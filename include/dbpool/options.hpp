@@ -89,7 +89,8 @@ struct PoolOptions {
     /// Overrides which errors mean "connection broken".
     FailureClassifier failures;
 
-    /// How long a blocking acquire waits (0 = forever).
+    /// The longest a connection() call takes, pings and connects made for it included
+    /// (0 or milliseconds::max() = forever).
     std::chrono::milliseconds acquire_timeout{std::chrono::seconds(30)};
     /// Once the oldest waiter has waited this long, a returned connection is handed to it
     /// directly; before that, a thread already running may take it (no context switch per
@@ -105,16 +106,22 @@ struct PoolOptions {
     std::chrono::milliseconds keepalive_interval{0};
     /// A connection held longer than this is reported to on_leak (0 = off).
     std::chrono::milliseconds leak_threshold{0};
-    /// Receives leak reports; called from the maintenance thread or the returning thread.
+    /// Receives leak reports; called from the maintenance thread or the returning thread,
+    /// never after close() returns.
     std::function<void(const LeakReport&)> on_leak;
-    /// Receives pool events (connects, failures, timeouts, ...); must not block or throw.
+    /// Receives pool events (connects, failures, timeouts, ...) on the thread that did the
+    /// work, never under the pool's lock and never after close() returns; must not block.
     std::function<void(const PoolEvent&)> on_event;
-    /// First and longest wait between failed background connects (bounded exponential).
+    /// First wait after a failed connect before the next attempt; it doubles per failure.
     std::chrono::milliseconds connect_backoff_min{100};
+    /// Longest wait between connect attempts while they fail: about one attempt per this long.
     std::chrono::milliseconds connect_backoff_max{std::chrono::seconds(1)};
-    /// How often the maintenance thread runs (0 = derived from the timeouts above).
+    /// How often maintenance runs (0 = derived from the options above, 10 ms to 1 s); without
+    /// mincached, idle_timeout, max_lifetime, keepalive_interval or leak_threshold there is
+    /// no maintenance thread at all.
     std::chrono::milliseconds maintenance_interval{0};
-    /// Run maintenance on a background thread; when false, call run_maintenance() yourself.
+    /// Run maintenance on a background thread; when false, call run_maintenance() yourself
+    /// (connects and hand-out pings for acquirers still run on pool workers).
     bool background_maintenance = true;
 
     /// The options of each steady connection in the pool.

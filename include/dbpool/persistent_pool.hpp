@@ -4,6 +4,7 @@
 #include <dbpool/detail/affinity.hpp>
 #include <dbpool/detail/creator.hpp>
 #include <dbpool/detail/fork_generation.hpp>
+#include <dbpool/detail/handle_forwarding.hpp>
 #include <dbpool/detail/validate_options.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
@@ -113,6 +114,18 @@ public:
         }
     }
 
+    // Forgets the entries of destroyed pools (once this thread holds no handle to their
+    // connection), so a long-lived thread that uses many short-lived pools keeps entries for
+    // the live ones only. A destroyed pool's id is never reused, so nothing can reach them.
+    void prune() noexcept {
+        const auto dead = [](const Entry& entry) {
+            const int handles =
+                entry.slot->state.load(std::memory_order_acquire) & ~persistent_closed_bit;
+            return handles == 0 && entry.slot->registry.expired();
+        };
+        entries.erase(std::remove_if(entries.begin(), entries.end(), dead), entries.end());
+    }
+
     std::vector<Entry> entries;
 };
 
@@ -125,16 +138,22 @@ class PersistentPool;
 /// handles on one thread share the connection. The destructor leaves the connection open for
 /// the thread's next use; close() closes it only when the pool is closeable.
 template <class Connection, class Clock = std::chrono::steady_clock>
-class PersistentConnection {
+class PersistentConnection
+    : public detail::HandleForwarding<PersistentConnection<Connection, Clock>,
+                                      SteadyConnection<Connection, Clock>> {
     using Slot = detail::PersistentSlot<SteadyConnection<Connection, Clock>>;
+    using Forwarding =
+        detail::HandleForwarding<PersistentConnection, SteadyConnection<Connection, Clock>>;
 
 public:
     /// The protected connection type reached through `->`.
     using steady_type = SteadyConnection<Connection, Clock>;
 
+    /// Takes over `other`'s reference; `other` is left empty.
     PersistentConnection(PersistentConnection&& other) noexcept
-        : slot_(std::exchange(other.slot_, nullptr)) {}
+        : Forwarding(), slot_(std::exchange(other.slot_, nullptr)) {}
 
+    /// Ends this handle, then takes over `other`'s reference.
     PersistentConnection& operator=(PersistentConnection&& other) noexcept {
         if (this != &other) {
             release();
@@ -148,27 +167,6 @@ public:
 
     /// Ends this handle; the thread keeps its connection.
     ~PersistentConnection() { release(); }
-
-    /// The steady connection; throws Error{handle_closed} after close().
-    steady_type* operator->() const { return &steady(); }
-    /// The steady connection; throws Error{handle_closed} after close().
-    steady_type& operator*() const { return steady(); }
-
-    /// The steady connection; throws Error{handle_closed} after close().
-    steady_type& steady() const {
-        if (slot_ == nullptr) {
-            throw Error(ErrorCode::handle_closed,
-                        "dbpool: this persistent connection handle was already closed");
-        }
-        return *slot_->steady;
-    }
-
-    /// Starts a transaction (see SteadyConnection::begin).
-    void begin() { steady().begin(); }
-    /// Commits (see SteadyConnection::commit).
-    void commit() { steady().commit(); }
-    /// Rolls back (see SteadyConnection::rollback).
-    void rollback() { steady().rollback(); }
 
     /// Ends the handle. Closes the connection only if the pool is closeable (DBUtils'
     /// PersistentDB ignores close() otherwise, rolling back an open transaction). Never throws.
@@ -185,8 +183,17 @@ public:
 
 private:
     friend class PersistentPool<Connection, Clock>;
+    friend Forwarding;
 
     explicit PersistentConnection(Slot* slot) noexcept : slot_(slot) {}
+
+    steady_type& checked_steady() const {
+        if (slot_ == nullptr) {
+            throw Error(ErrorCode::handle_closed,
+                        "dbpool: this persistent connection handle was already closed");
+        }
+        return *slot_->steady;
+    }
 
     void release() noexcept {
         Slot* slot = std::exchange(slot_, nullptr);
@@ -290,10 +297,11 @@ private:
 
     Slot* find_or_open_slot() {
         thread_slots_guard();
-        auto& entries = thread_slots().entries;
-        for (const auto& entry : entries) {
+        auto& slots = thread_slots();
+        for (const auto& entry : slots.entries) {
             if (entry.pool_id == pool_id_) return entry.slot.get();
         }
+        slots.prune();
         {
             std::lock_guard<std::mutex> lock(registry_->mutex);
             if (registry_->closed) throw closed_error();
@@ -307,7 +315,7 @@ private:
             registry_->slots.push_back(slot);
             registry_->open.fetch_add(1, std::memory_order_relaxed);
         }
-        entries.push_back({pool_id_, slot});
+        slots.entries.push_back({pool_id_, slot});
         return slot.get();
     }
 

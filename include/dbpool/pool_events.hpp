@@ -8,13 +8,14 @@ namespace dbpool {
 enum class EventKind {
     connected,         ///< A new connection was opened.
     connect_failed,    ///< The creator threw; `detail` holds its message.
-    reconnected,       ///< A broken or worn-out connection was replaced.
+    reconnected,       ///< A borrowed connection was replaced (broken, or maxusage reached).
     closed,            ///< A connection was closed (retired, surplus, broken or pool closed).
     acquire_timeout,   ///< A blocking acquire gave up after acquire_timeout.
     exhausted,         ///< A non-blocking acquire found the pool at maxconnections.
     leak_suspected,    ///< A connection has been held longer than leak_threshold.
     leak_returned,     ///< A connection reported as leaked came back.
     keepalive_failed,  ///< An idle connection failed its keepalive ping and was dropped.
+    ping_failed,       ///< A connection failed its hand-out ping and was dropped.
     pool_closed,       ///< close() was called.
 };
 
@@ -30,6 +31,7 @@ inline const char* to_string(EventKind kind) noexcept {
         case EventKind::leak_suspected: return "leak_suspected";
         case EventKind::leak_returned: return "leak_returned";
         case EventKind::keepalive_failed: return "keepalive_failed";
+        case EventKind::ping_failed: return "ping_failed";
         case EventKind::pool_closed: return "pool_closed";
     }
     return "unknown";

@@ -25,18 +25,20 @@ struct PoolStats {
     std::size_t total = 0;              ///< Connections open or being opened.
     std::size_t idle = 0;               ///< Open and not handed out.
     std::size_t in_use = 0;             ///< Handed out (shared ones once each).
+    std::size_t connecting = 0;         ///< New connections being opened for the pool.
     std::size_t waiting = 0;            ///< Threads waiting for a connection.
     std::size_t maxconnections = 0;     ///< The limit (0 = none).
     std::uint64_t acquired = 0;         ///< Connections handed out since start.
-    std::uint64_t created = 0;          ///< Connections opened since start (reconnects included).
-    std::uint64_t closed = 0;           ///< Connections closed since start.
-    std::uint64_t reconnects = 0;       ///< Broken or worn-out connections replaced in place.
+    std::uint64_t created = 0;          ///< Connects that succeeded (reconnects included).
+    std::uint64_t closed = 0;           ///< Connections closed (replaced ones included).
+    std::uint64_t reconnects = 0;       ///< Borrowed connections replaced (broken, maxusage).
     std::uint64_t timeouts = 0;         ///< Blocking acquires that hit acquire_timeout.
     std::uint64_t exhausted = 0;        ///< Non-blocking acquires refused at the limit.
-    std::uint64_t failed_connects = 0;  ///< Creator calls that threw.
+    std::uint64_t failed_connects = 0;  ///< Connects that failed (every attempt counted).
     std::uint64_t leaks = 0;            ///< Connections reported as held past leak_threshold.
     DurationSummary acquire_wait;       ///< Time spent waiting in acquire (slow path only).
     DurationSummary usage;              ///< Time connections were held by borrowers.
+    bool connects_failing = false;      ///< The last connect attempt failed (back-off is on).
 };
 
 namespace detail {
@@ -71,6 +73,8 @@ inline std::string to_prometheus(const PoolStats& stats, std::string_view prefix
                       double(stats.idle));
     prometheus_metric(out, prefix, "connections_in_use", "gauge", "Connections handed out.", labels,
                       double(stats.in_use));
+    prometheus_metric(out, prefix, "connections_connecting", "gauge", "Connections being opened.",
+                      labels, double(stats.connecting));
     prometheus_metric(out, prefix, "waiting_threads", "gauge", "Threads waiting to acquire.",
                       labels, double(stats.waiting));
     prometheus_metric(out, prefix, "max_connections", "gauge", "Configured limit (0 = none).",
@@ -90,6 +94,9 @@ inline std::string to_prometheus(const PoolStats& stats, std::string_view prefix
                       double(stats.exhausted));
     prometheus_metric(out, prefix, "connect_failures_total", "counter", "Failed connects.", labels,
                       double(stats.failed_connects));
+    prometheus_metric(out, prefix, "connects_failing", "gauge",
+                      "1 while the last connect attempt failed.", labels,
+                      stats.connects_failing ? 1.0 : 0.0);
     prometheus_metric(out, prefix, "leaks_total", "counter", "Connections held too long.", labels,
                       double(stats.leaks));
     prometheus_metric(out, prefix, "acquire_wait_seconds_total", "counter",

@@ -1,10 +1,11 @@
 #pragma once
 
-#include <dbpool/detail/pool_slot.hpp>
+#include <dbpool/detail/handle_forwarding.hpp>
 #include <dbpool/detail/pooled_core.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/steady_connection.hpp>
 
+#include <chrono>
 #include <utility>
 
 namespace dbpool {
@@ -13,11 +14,18 @@ template <class Connection, class Clock>
 class PooledPool;
 
 /// A connection borrowed from a PooledPool: move-only; returned to the pool by close() or by
-/// its destructor. `->` and `*` reach the SteadyConnection. Use it from one thread at a time.
+/// its destructor. `->` and `*` reach the SteadyConnection.
+///
+/// Thread-safety: use a handle from one thread at a time. It stays valid after its pool is
+/// closed or destroyed; the connection is then closed when the handle returns it.
 template <class Connection, class Clock = std::chrono::steady_clock>
-class PooledConnection {
+class PooledConnection
+    : public detail::HandleForwarding<PooledConnection<Connection, Clock>,
+                                      SteadyConnection<Connection, Clock>> {
     using Core = detail::PooledCore<Connection, Clock>;
-    using Slot = detail::PoolSlot<SteadyConnection<Connection, Clock>>;
+    using Slot = typename Core::Slot;
+    using Forwarding =
+        detail::HandleForwarding<PooledConnection, SteadyConnection<Connection, Clock>>;
 
 public:
     /// The protected connection type reached through `->`.
@@ -26,11 +34,14 @@ public:
     /// An empty handle, as left behind by a move.
     PooledConnection() noexcept = default;
 
+    /// Takes over `other`'s connection; `other` is left empty.
     PooledConnection(PooledConnection&& other) noexcept
-        : core_(std::exchange(other.core_, nullptr)),
+        : Forwarding(),
+          core_(std::exchange(other.core_, nullptr)),
           slot_(std::exchange(other.slot_, nullptr)),
           shared_(other.shared_) {}
 
+    /// Returns this handle's connection, then takes over `other`'s.
     PooledConnection& operator=(PooledConnection&& other) noexcept {
         if (this != &other) {
             close();
@@ -47,31 +58,11 @@ public:
     /// Returns the connection to the pool.
     ~PooledConnection() { close(); }
 
-    /// The steady connection; throws Error{handle_closed} after close().
-    steady_type* operator->() const { return &steady(); }
-    /// The steady connection; throws Error{handle_closed} after close().
-    steady_type& operator*() const { return steady(); }
-
-    /// The steady connection; throws Error{handle_closed} after close().
-    steady_type& steady() const {
-        if (slot_ == nullptr) {
-            throw Error(ErrorCode::handle_closed,
-                        "dbpool: this pooled connection was already closed (returned to its pool)");
-        }
-        return *slot_->steady;
-    }
-
-    /// Starts a transaction (see SteadyConnection::begin).
-    void begin() { steady().begin(); }
-    /// Commits (see SteadyConnection::commit).
-    void commit() { steady().commit(); }
-    /// Rolls back (see SteadyConnection::rollback).
-    void rollback() { steady().rollback(); }
-
     /// Returns the connection to the pool; further use throws. Idempotent; never throws.
     void close() noexcept { give_back(false); }
 
-    /// Returns the connection and has the pool close it (e.g. after a protocol error).
+    /// Returns the connection and has the pool close it (e.g. after a protocol error). On a
+    /// shared connection the other sharers keep it until they return it; nobody gets it again.
     void discard() noexcept { give_back(true); }
 
     /// Whether this handle still holds a connection.
@@ -83,21 +74,27 @@ public:
 
 private:
     friend class PooledPool<Connection, Clock>;
+    friend Forwarding;
 
     PooledConnection(Core* core, Slot* slot, bool shared) noexcept
         : core_(core), slot_(slot), shared_(shared) {}
+
+    steady_type& checked_steady() const {
+        if (slot_ == nullptr) {
+            throw Error(ErrorCode::handle_closed,
+                        "dbpool: this pooled connection was already closed (returned to its pool)");
+        }
+        return *slot_->steady;
+    }
 
     void give_back(bool discard) noexcept {
         if (slot_ == nullptr) return;
         Core* core = std::exchange(core_, nullptr);
         Slot* slot = std::exchange(slot_, nullptr);
-        if (shared_ && !discard) {
-            core->release_shared(*slot);
-        } else {
-            core->give_back(*slot, discard);
-        }
+        core->give_back(*slot, shared_, discard);
     }
 
+    // The slot holds the pool's state alive while this handle has it, so a raw pointer will do.
     Core* core_ = nullptr;
     Slot* slot_ = nullptr;
     bool shared_ = false;

@@ -33,8 +33,10 @@ namespace dbpool {
 /// A pool of steady connections shared by all threads (DBUtils' PooledDB), with acquire
 /// timeouts, idle/lifetime/keepalive maintenance, leak detection and metrics.
 ///
-/// Thread-safe. Not movable; keep it where its users can reach it (or in a shared_ptr).
-/// Destroying it closes it; connections still borrowed are closed when they come back.
+/// Thread-safety: every member may be called from any thread. Not movable; keep it where its
+/// users can reach it (or in a shared_ptr). Destroying it closes it (see close()): a thread
+/// waiting in connection() gets Error{pool_closed}, and connections still borrowed are closed
+/// when their handles return them, which stays safe after the pool object is gone.
 template <class Connection, class Clock = std::chrono::steady_clock>
 class PooledPool {
     using Core = detail::PooledCore<Connection, Clock>;
@@ -50,12 +52,11 @@ public:
     template <class Creator,
               class = std::enable_if_t<!std::is_same_v<std::decay_t<Creator>, PooledPool>>>
     explicit PooledPool(Creator&& creator, PoolOptions options = {})
-        : core_(new Core(std::forward<Creator>(creator), std::move(options))) {
+        : core_(std::make_shared<Core>(std::forward<Creator>(creator), std::move(options))) {
         try {
             core_->start();
         } catch (...) {
             core_->close();
-            core_->release_owner();
             throw;
         }
     }
@@ -64,24 +65,23 @@ public:
     PooledPool& operator=(const PooledPool&) = delete;
 
     /// Closes the pool (see close()).
-    ~PooledPool() {
-        core_->close();
-        core_->release_owner();
-    }
+    ~PooledPool() { core_->close(); }
 
     /// Borrows a connection; with `shareable` and a thread-safe-sharing connection type it may
     /// be shared with other threads (maxshared). Throws Error{pool_exhausted} (non-blocking, at
     /// the limit), Error{timeout}, Error{pool_closed} or Error{connect_failed}.
     handle_type connection(bool shareable = true, AcquireSite site = DBPOOL_CALLER_SITE) {
-        if (shareable && core_->options().maxshared > 0) {
-            return handle_type(core_, &core_->acquire_shared(site), true);
+        Core* core = core_.get();  // the pool object may be destroyed while this call waits
+        if (shareable && core->options().maxshared > 0) {
+            return handle_type(core, &core->acquire_shared(site), true);
         }
-        return handle_type(core_, &core_->acquire(site), false);
+        return handle_type(core, &core->acquire(site), false);
     }
 
     /// Borrows a connection that is never shared.
     handle_type dedicated_connection(AcquireSite site = DBPOOL_CALLER_SITE) {
-        return handle_type(core_, &core_->acquire(site), false);
+        Core* core = core_.get();
+        return handle_type(core, &core->acquire(site), false);
     }
 
     /// A new unpooled steady connection with the pool's creator and options.
@@ -89,8 +89,10 @@ public:
         return std::make_unique<steady_type>(creator(), core_->options().steady_options());
     }
 
-    /// Refuses new requests, wakes waiters with Error{pool_closed} and closes idle connections;
-    /// borrowed ones are closed when returned. Idempotent.
+    /// Refuses new requests, wakes waiters with Error{pool_closed}, stops maintenance and
+    /// closes idle connections; borrowed ones are closed when returned, and connections in the
+    /// middle of a ping or connect when that ends. Never waits for network I/O in flight, so it
+    /// returns promptly whatever the network does. Idempotent; never throws.
     void close() noexcept { core_->close(); }
 
     /// A snapshot of the pool's counters.
@@ -105,7 +107,7 @@ public:
 private:
     auto creator() const { return core_->creator(); }
 
-    Core* core_;
+    std::shared_ptr<Core> core_;
 };
 
 }  // namespace dbpool

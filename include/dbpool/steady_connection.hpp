@@ -2,7 +2,9 @@
 
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/detail/cheap_clock.hpp>
+#include <dbpool/detail/connection_source.hpp>
 #include <dbpool/detail/creator.hpp>
+#include <dbpool/detail/fork_generation.hpp>
 #include <dbpool/detail/no_mutex.hpp>
 #include <dbpool/detail/validate_options.hpp>
 #include <dbpool/error.hpp>
@@ -20,42 +22,70 @@
 
 namespace dbpool {
 
-/// A connection that reopens itself through its creator: on broken-connection errors, after
-/// maxusage statements, and when a ping finds it dead; setsession runs after every open.
+namespace detail {
+/// Selects the constructor a pool uses: connections come from (and go back to) the pool.
+struct FromSource {};
+}  // namespace detail
+
+/// A connection that reopens itself: on broken-connection errors, after maxusage statements,
+/// and when a ping finds it dead; setsession runs after every open.
 ///
 /// Statements go through run(), execute(), query() or prepare(); raw() is the unprotected
-/// escape hatch. Not thread-safe unless the connection type declares thread_safe_sharing.
+/// escape hatch. A transaction is never silently lost: when the connection breaks (or is
+/// closed, or inherited across fork()) inside one, the next statement or commit() raises
+/// Error{transaction_lost}; a broken COMMIT raises Error{commit_unknown}.
+///
+/// Thread-safety: use from one thread at a time, unless the connection type declares
+/// thread_safe_sharing (then every member locks). Pooled steady connections open and close
+/// through their pool, which counts and throttles every attempt.
 template <class Connection, class Clock = std::chrono::steady_clock>
 class SteadyConnection {
     using Traits = ConnectionTraits<Connection>;
     using TimePoint = typename Clock::time_point;
-    using Lock = std::lock_guard<detail::MaybeMutex<Traits::thread_safe_sharing>>;
+    using Mutex = detail::MaybeMutex<Traits::thread_safe_sharing>;
+    using Lock = std::lock_guard<Mutex>;
+    using Source = detail::ConnectionSource<Connection>;
 
 public:
+    /// The raw connection type.
     using connection_type = Connection;
+    /// The clock used for ping_bypass and opened_at().
     using clock_type = Clock;
 
-    /// Opens the first connection; throws Error{invalid_options} or Error{connect_failed}.
+    /// Opens the first connection through `creator`; throws Error{invalid_options} or
+    /// Error{connect_failed}.
     template <class Creator,
               class = std::enable_if_t<!std::is_same_v<std::decay_t<Creator>, SteadyConnection>>>
     explicit SteadyConnection(Creator&& creator, SteadyOptions options = {})
-        : creator_(detail::make_creator<Connection>(std::forward<Creator>(creator))),
-          options_(std::move(options)) {
+        : options_(std::move(options)) {
         detail::validate(options_);
-        open();
+        own_source_ = std::make_unique<detail::CreatorSource<Connection>>(
+            detail::make_creator<Connection>(std::forward<Creator>(creator)), options_.setsession);
+        source_ = own_source_.get();
+        open(false);
+    }
+
+    /// Opens the first connection through `source` (a pool); the source must outlive this.
+    SteadyConnection(detail::FromSource /*tag*/, Source& source, SteadyOptions options)
+        : source_(&source), options_(std::move(options)) {
+        open(false);
     }
 
     SteadyConnection(const SteadyConnection&) = delete;
     SteadyConnection& operator=(const SteadyConnection&) = delete;
 
-    ~SteadyConnection() { force_close(); }
+    /// Closes the connection.
+    ~SteadyConnection() {
+        Lock lock(mutex_);
+        drop(false);
+    }
 
-    /// Runs `statement(Connection&)` as one protected statement (ping bit 4, maxusage, retry
-    /// only when it certainly did not reach the server).
+    /// Runs `statement(Connection&)` as one protected statement: ping bit 4, maxusage, and a
+    /// retry only when it certainly did not reach the server (outside a transaction).
     template <class F>
     decltype(auto) run(F&& statement) {
         Lock lock(mutex_);
-        return guarded(Ping::on_execute, statement);
+        return guarded(Ping::on_execute, statement, true);
     }
 
     /// Forwards to Connection::execute as a protected statement.
@@ -73,20 +103,22 @@ public:
             [&](Connection& c) -> decltype(auto) { return c.query(std::forward<Args>(args)...); });
     }
 
-    /// Forwards to Connection::prepare (ping bit 2: a statement object is created).
+    /// Forwards to Connection::prepare (ping bit 2); not counted toward maxusage.
     template <class... Args>
     decltype(auto) prepare(Args&&... args) {
         Lock lock(mutex_);
         auto statement = [&](Connection& c) -> decltype(auto) {
             return c.prepare(std::forward<Args>(args)...);
         };
-        return guarded(Ping::on_cursor, statement);
+        return guarded(Ping::on_cursor, statement, false);
     }
 
     /// Starts a transaction; until commit() or rollback() the connection is never replaced
-    /// silently.
+    /// silently. Forgets a transaction lost earlier: a new one starts.
     void begin() {
         Lock lock(mutex_);
+        notice_fork();
+        transaction_lost_ = false;
         ensure_open();
         // Not inside a transaction yet, so a begin that never reached the server may be retried.
         for (int attempt = 0;; ++attempt) {
@@ -96,193 +128,265 @@ public:
             } catch (const std::exception& error) {
                 const Failure failure = classify(error);
                 if (failure == Failure::none) throw;
-                const bool reopened = replace_broken();
-                if (failure != Failure::broken_not_sent || attempt > 0 || !reopened) throw;
+                drop(false);
+                if (failure != Failure::broken_not_sent || attempt > 0 || !try_open(true)) throw;
             }
         }
         transaction_ = true;
     }
 
-    /// Commits. If the connection breaks during COMMIT the outcome is unknown; the error is
-    /// raised and the connection replaced.
+    /// Commits. Throws Error{transaction_lost} when the transaction was lost before (the
+    /// connection broke, was closed or inherited by fork()) or when COMMIT certainly never
+    /// reached the server, and Error{commit_unknown} when the connection broke during COMMIT:
+    /// the transaction may or may not have been committed.
     void commit() {
         Lock lock(mutex_);
+        notice_fork();
+        raise_if_transaction_lost();
         transaction_ = false;
         ensure_open();
         try {
             Traits::commit(*connection_);
         } catch (const std::exception& error) {
-            if (classify(error) != Failure::none) replace_broken();
-            throw;
+            const Failure failure = classify(error);
+            if (failure == Failure::none) throw;
+            drop(false);
+            // Not sent: the server never saw COMMIT and rolled the transaction back with the
+            // connection. Otherwise it may have committed just before the connection broke.
+            if (failure == Failure::broken_not_sent) throw_transaction_lost(error);
+            throw_commit_unknown(error);
         }
     }
 
-    /// Rolls back. A broken connection is replaced quietly: the server already discarded the
-    /// transaction, which is what rollback asks for.
+    /// Rolls back. A broken connection is dropped quietly (the server already discarded the
+    /// transaction, which is what rollback asks for); the next use reopens.
     void rollback() {
         Lock lock(mutex_);
+        notice_fork();
         transaction_ = false;
+        transaction_lost_ = false;
         if (!connection_) return;
         try {
             Traits::rollback(*connection_);
         } catch (const std::exception& error) {
             if (classify(error) == Failure::none) throw;
-            replace_broken();
+            drop(false);
         }
     }
 
     /// True after begin() until commit()/rollback(), or while the server reports an open one.
     bool in_transaction() const noexcept {
         Lock lock(mutex_);
-        return transaction_ || (connection_ && Traits::in_transaction(*connection_));
+        return in_transaction_locked();
     }
 
     /// in_transaction(), or nothing when another thread sharing the connection is using it
     /// right now (never waits: pools call this under their own lock).
     std::optional<bool> in_transaction_if_free() const noexcept {
-        std::unique_lock<detail::MaybeMutex<Traits::thread_safe_sharing>> lock(mutex_,
-                                                                               std::try_to_lock);
+        std::unique_lock<Mutex> lock(mutex_, std::try_to_lock);
         if (!lock.owns_lock()) return std::nullopt;
-        return in_transaction();
+        return in_transaction_locked();
     }
 
-    /// Ping bit 1: pools call this when they hand the connection out.
+    /// Ping bit 1 for a connection that reconnects in place (standalone, PersistentPool):
+    /// reopens a closed connection, pings unless used within ping_bypass, replaces a dead one.
     void check_on_request() { check_on_request(detail::cheap_now<Clock>()); }
 
-    /// Ping bit 1, with the caller's idea of the current time (pools pass a cheap one).
+    /// check_on_request() with the caller's idea of the current time.
     void check_on_request(TimePoint now) {
         Lock lock(mutex_);
+        notice_fork();
         if (!connection_) {
-            open();
+            open(connects_ > 0);
             return;
         }
         if ((options_.ping & Ping::on_request) != 0) ping_check(now);
     }
 
-    /// Closes the connection and opens a new one through the creator.
+    /// Closes the connection and opens a new one.
     void reconnect() {
         Lock lock(mutex_);
-        force_close_locked();
-        open();
+        notice_fork();
+        drop(true);
+        open(true);
     }
 
-    /// Clears all session state (MySQL COM_RESET_CONNECTION) and runs setsession again.
+    /// Clears all session state (MySQL COM_RESET_CONNECTION) and runs setsession again; a
+    /// broken connection is replaced instead (a new session is a reset session).
     void reset_session() {
         Lock lock(mutex_);
+        notice_fork();
         ensure_open();
         transaction_ = false;
+        transaction_lost_ = false;
         try {
             Traits::reset_session(*connection_);
             run_setsession();
-            usage_ = 0;
         } catch (const std::exception& error) {
             if (classify(error) == Failure::none) throw;
-            replace_broken();
+            drop(false);
+            open(true);
         }
     }
 
     /// Closes, unless the connection is not closeable; then it only rolls back an open
-    /// transaction. Never throws.
+    /// transaction. Closing inside a transaction loses it: the next statement or commit()
+    /// raises Error{transaction_lost}. Never throws.
     void close() noexcept {
         Lock lock(mutex_);
+        notice_fork();
         if (options_.closeable) {
-            force_close_locked();
-        } else if (in_transaction()) {
+            drop(true);
+        } else if (in_transaction_locked()) {
+            transaction_ = false;
             try {
-                transaction_ = false;
                 Traits::rollback(*connection_);
             } catch (...) {
-                force_close_locked();  // a connection that cannot roll back is not reusable
+                drop(false);  // a connection that cannot roll back is not reusable
             }
         }
     }
 
-    /// Closes regardless of closeable; the next statement reopens. Never throws.
+    /// Closes regardless of closeable (a transaction open now is lost, as with close());
+    /// the next statement reopens. Never throws.
     void force_close() noexcept {
         Lock lock(mutex_);
-        force_close_locked();
+        drop(true);
     }
 
-    /// Pings now, ignoring the bypass window; false (and nothing replaced) when it is dead.
+    /// Pings now, ignoring the bypass window; false when dead. Never reconnects.
     bool ping() noexcept {
         Lock lock(mutex_);
+        notice_fork();
         if (!connection_ || !Traits::ping(*connection_)) return false;
         touch();
         return true;
     }
 
-    /// Forgets the connection without sending anything (used in a child after fork()): the
-    /// socket belongs to the parent. Connection types without abandon() are leaked instead.
+    /// Forgets the connection without sending anything (in a child after fork(), the socket is
+    /// the parent's). A transaction open now is reported as lost to the next statement.
+    /// Connection types without abandon() are leaked instead of closed.
     void abandon() noexcept {
-        if (!connection_) return;
-        if constexpr (Traits::can_abandon) {
-            Traits::abandon(*connection_);
-            connection_.reset();
-        } else {
-            static_cast<void>(connection_.release());
-        }
-        transaction_ = false;
+        Lock lock(mutex_);
+        fork_generation_ = detail::fork_generation();
+        abandon_locked();
     }
 
     /// Whether a connection is currently open.
-    bool is_open() const noexcept { return connection_ != nullptr; }
+    bool is_open() const noexcept {
+        Lock lock(mutex_);
+        return connection_ != nullptr;
+    }
+
+    /// For pools: whether the connection is open and can serve another borrower as it is
+    /// (ConnectionTraits::is_reusable; no I/O).
+    bool is_reusable() const noexcept {
+        Lock lock(mutex_);
+        return connection_ != nullptr && Traits::is_reusable(*connection_);
+    }
 
     /// The raw connection, opened if needed: no ping, no counting, no reconnect.
     Connection& raw() {
+        Lock lock(mutex_);
+        notice_fork();
         ensure_open();
         return *connection_;
     }
 
     /// Statements since the last (re)connect.
     std::uint64_t usage() const noexcept { return usage_; }
-    /// How many times the creator succeeded for this object (first open included).
+    /// How many times a connection was opened for this object (first open included).
     std::uint64_t connects() const noexcept { return connects_; }
-    /// How many times the connection was replaced after being opened.
+    /// How many times the connection was replaced after the first open.
     std::uint64_t reconnects() const noexcept { return connects_ > 0 ? connects_ - 1 : 0; }
     /// When the current connection was opened.
     TimePoint opened_at() const noexcept { return opened_at_; }
-    /// When the last statement or ping succeeded.
+    /// When the last statement or ping succeeded (or the connection was opened).
     TimePoint last_success() const noexcept { return last_success_; }
     /// The options this connection was made with.
     const SteadyOptions& options() const noexcept { return options_; }
 
+    /// For pools: whether a return under `policy` needs a round trip (a rollback or reset).
+    bool needs_reset(Reset policy) const noexcept {
+        Lock lock(mutex_);
+        switch (policy) {
+            case Reset::none: return false;
+            case Reset::rollback: return in_transaction_locked();
+            case Reset::always:
+            case Reset::full: return true;
+        }
+        return true;
+    }
+
+    /// For pools: applies `policy` to a returned connection without ever reconnecting; false
+    /// when the connection must be closed instead (dead, broken reset, transaction still open,
+    /// or a transaction lost and never reported). Never throws.
+    bool reset_for_return(Reset policy) noexcept {
+        Lock lock(mutex_);
+        notice_fork();
+        if (!connection_) return false;
+        transaction_lost_ = false;  // the connection that lost it is gone; nothing to undo
+        const bool open_transaction = in_transaction_locked();
+        try {
+            switch (policy) {
+                case Reset::none:
+                    if (open_transaction) return false;  // nothing may be sent: close it
+                    break;
+                case Reset::rollback:
+                    if (open_transaction) Traits::rollback(*connection_);
+                    break;
+                case Reset::always: Traits::rollback(*connection_); break;
+                case Reset::full:
+                    Traits::reset_session(*connection_);
+                    run_setsession();
+                    break;
+            }
+        } catch (...) {
+            return false;  // a connection that cannot be reset must not reach the next borrower
+        }
+        transaction_ = false;
+        return !Traits::in_transaction(*connection_);
+    }
+
 private:
     template <class F>
-    decltype(auto) guarded(unsigned ping_bit, F& statement) {
+    decltype(auto) guarded(unsigned ping_bit, F& statement, bool counted) {
+        notice_fork();
+        raise_if_transaction_lost();
         prepare_for_statement(ping_bit);
         for (int attempt = 0;; ++attempt) {
-            const bool was_in_transaction = in_transaction();
+            const bool was_in_transaction = in_transaction_locked();
             try {
-                return invoke_counted(statement);
+                return invoke(statement, counted);
             } catch (const std::exception& error) {
                 const Failure failure = classify(error);
                 if (failure == Failure::none) throw;
-                const bool reopened = replace_broken();
+                drop(false);
                 if (was_in_transaction) throw_transaction_lost(error);
                 // Only a statement that certainly never reached the server is run again.
-                if (failure != Failure::broken_not_sent || attempt > 0 || !reopened) throw;
+                if (failure != Failure::broken_not_sent || attempt > 0 || !try_open(true)) throw;
             }
         }
     }
 
     template <class F>
-    decltype(auto) invoke_counted(F& statement) {
+    decltype(auto) invoke(F& statement, bool counted) {
         if constexpr (std::is_void_v<std::invoke_result_t<F&, Connection&>>) {
             statement(*connection_);
-            note_success();
+            note_success(counted);
         } else {
             decltype(auto) result = statement(*connection_);
-            note_success();
+            note_success(counted);
             return result;
         }
     }
 
     void prepare_for_statement(unsigned ping_bit) {
         ensure_open();
-        if (in_transaction()) return;  // never swap the connection under a transaction
+        if (in_transaction_locked()) return;  // never swap the connection under a transaction
         if (options_.maxusage > 0 && usage_ >= static_cast<std::uint64_t>(options_.maxusage)) {
-            force_close_locked();
-            open();
+            drop(false);
+            open(true);
             return;
         }
         if ((options_.ping & ping_bit) != 0) ping_check(detail::cheap_now<Clock>());
@@ -296,18 +400,18 @@ private:
             touch();
             return;
         }
-        const bool was_in_transaction = in_transaction();
-        replace_broken();
+        const bool was_in_transaction = in_transaction_locked();
+        drop(false);
         if (was_in_transaction) {
             throw Error(ErrorCode::transaction_lost,
                         "dbpool: the connection was found dead inside a transaction; the server "
                         "rolled it back, so the transaction must be retried from its start");
         }
-        ensure_open();  // replace_broken may have failed to reconnect: now it throws
+        open(true);
     }
 
-    void note_success() {
-        ++usage_;
+    void note_success(bool counted) {
+        if (counted) ++usage_;
         touch();
     }
 
@@ -317,6 +421,20 @@ private:
 
     Failure classify(const std::exception& error) const {
         return options_.failures ? options_.failures(error) : Traits::classify_failure(error);
+    }
+
+    bool in_transaction_locked() const noexcept {
+        return transaction_ || (connection_ && Traits::in_transaction(*connection_));
+    }
+
+    // A transaction whose connection went away (closed, broken between statements, inherited
+    // across fork()) is reported once, to the next statement or commit().
+    void raise_if_transaction_lost() {
+        if (!transaction_lost_) return;
+        transaction_lost_ = false;
+        throw Error(ErrorCode::transaction_lost,
+                    "dbpool: the transaction was lost: its connection was closed or broke before "
+                    "this statement; the server rolled it back, so redo it from its start");
     }
 
     [[noreturn]] static void throw_transaction_lost(const std::exception& cause) {
@@ -329,86 +447,84 @@ private:
                     own ? own->native_code() : 0, own ? own->sqlstate() : std::string());
     }
 
-    // Drops a broken connection and tries one reconnect; on failure the object stays closed and
-    // the next use reopens (and reports the connect error).
-    bool replace_broken() noexcept {
+    [[noreturn]] static void throw_commit_unknown(const std::exception& cause) {
+        const auto* own = dynamic_cast<const Error*>(&cause);
+        throw Error(ErrorCode::commit_unknown,
+                    std::string("dbpool: the connection broke during COMMIT, so the transaction "
+                                "may or may not have been committed; check its effect (e.g. by "
+                                "an idempotency key) before redoing it (") +
+                        cause.what() + ")",
+                    own ? own->native_code() : 0, own ? own->sqlstate() : std::string());
+    }
+
+    // In a child after fork(), the connection is the parent's: forget it without a byte.
+    void notice_fork() noexcept {
+        if (fork_generation_ == detail::fork_generation()) return;
+        fork_generation_ = detail::fork_generation();
+        abandon_locked();
+    }
+
+    void abandon_locked() noexcept {
+        if (!connection_) return;
+        if (in_transaction_locked()) transaction_lost_ = true;
         transaction_ = false;
-        force_close_locked();
-        try {
-            open();
-            return true;
-        } catch (...) {
-            return false;
+        if constexpr (Traits::can_abandon) {
+            Traits::abandon(*connection_);
+            connection_.reset();
+        } else {
+            static_cast<void>(connection_.release());
         }
+    }
+
+    // Closes the current connection; `report_lost` remembers an open transaction for the next
+    // statement (callers that raise their own error about it pass false).
+    void drop(bool report_lost) noexcept {
+        if (!connection_) return;
+        if (report_lost && in_transaction_locked()) transaction_lost_ = true;
+        transaction_ = false;
+        source_->disconnect(std::move(connection_));
     }
 
     void ensure_open() {
-        if (!connection_) open();
+        if (!connection_) open(connects_ > 0);
     }
 
-    void open() {
-        std::unique_ptr<Connection> fresh;
+    bool try_open(bool replacing) noexcept {
         try {
-            fresh = (*creator_)();
-        } catch (const Error& error) {
-            if (error.code() == ErrorCode::connect_failed) throw;
-            throw Error(ErrorCode::connect_failed,
-                        std::string("dbpool: could not open a connection: ") + error.what(),
-                        error.native_code(), error.sqlstate());
-        } catch (const std::exception& error) {
-            throw Error(ErrorCode::connect_failed,
-                        std::string("dbpool: could not open a connection: ") + error.what());
+            open(replacing);
+            return true;
         } catch (...) {
-            // Pools catch std::exception to free the slot; anything else would leak capacity.
-            throw Error(ErrorCode::connect_failed,
-                        "dbpool: could not open a connection: the creator threw an exception not "
-                        "derived from std::exception");
+            return false;  // the next use reopens and reports the connect error
         }
-        if (!fresh) {
-            throw Error(ErrorCode::connect_failed, "dbpool: the creator returned no connection");
-        }
-        try {
-            for (const auto& statement : options_.setsession) {
-                Traits::run_session_statement(*fresh, statement);
-            }
-        } catch (const std::exception& error) {
-            Traits::close(*fresh);
-            const auto* own = dynamic_cast<const Error*>(&error);
-            throw Error(ErrorCode::connect_failed,
-                        std::string("dbpool: a setsession statement failed after connecting: ") +
-                            error.what(),
-                        own ? own->native_code() : 0, own ? own->sqlstate() : std::string());
-        }
-        connection_ = std::move(fresh);
+    }
+
+    void open(bool replacing) {
+        connection_ = source_->connect(replacing);
         usage_ = 0;
         transaction_ = false;
         ++connects_;
         opened_at_ = Clock::now();
         last_success_ = opened_at_;
+        fork_generation_ = detail::fork_generation();
     }
 
     void run_setsession() {
-        for (const auto& statement : options_.setsession) {
+        for (const auto& statement : options_.setsession)
             Traits::run_session_statement(*connection_, statement);
-        }
     }
 
-    void force_close_locked() noexcept {
-        if (!connection_) return;
-        transaction_ = false;
-        Traits::close(*connection_);
-        connection_.reset();
-    }
-
-    std::shared_ptr<const detail::Creator<Connection>> creator_;
+    std::unique_ptr<detail::CreatorSource<Connection>> own_source_;
+    Source* source_ = nullptr;
     SteadyOptions options_;
     std::unique_ptr<Connection> connection_;
     std::uint64_t usage_ = 0;
     std::uint64_t connects_ = 0;
     bool transaction_ = false;
+    bool transaction_lost_ = false;
+    unsigned fork_generation_ = detail::fork_generation();
     TimePoint opened_at_{};
     TimePoint last_success_{};
-    mutable detail::MaybeMutex<Traits::thread_safe_sharing> mutex_;
+    mutable Mutex mutex_;
 };
 
 }  // namespace dbpool

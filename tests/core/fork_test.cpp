@@ -1,4 +1,5 @@
 // fork(): a child must not close (or use) the connections it inherited; it opens its own.
+#include "../fork_support.hpp"
 #include "pool_test_support.hpp"
 
 #include <dbpool/pooled_pool.hpp>
@@ -17,6 +18,7 @@ using fake::FakeDatabase;
 using fake::test_options;
 
 TEST_CASE("fork: the child opens its own connections and leaves the parent's alone", "[fork]") {
+    DBPOOL_SKIP_FORK_UNDER_SANITIZERS();
     auto db = std::make_shared<FakeDatabase>();
     auto options = test_options();
     options.mincached = 2;
@@ -57,6 +59,7 @@ TEST_CASE("fork: the child opens its own connections and leaves the parent's alo
 }
 
 TEST_CASE("fork: a child never inherits a pool lock held by another thread", "[fork]") {
+    DBPOOL_SKIP_CONCURRENT_FORK_UNDER_SANITIZERS();
     auto db = std::make_shared<FakeDatabase>();
     db->set_logging(false);
     auto options = test_options();

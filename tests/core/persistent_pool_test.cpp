@@ -40,7 +40,10 @@ struct PersistentFixture {
     }
 };
 
-int id_on_this_thread(Persistent& pool) { return pool.connection()->raw().id(); }
+int id_on_this_thread(Persistent& pool) {
+    auto handle = pool.connection();
+    return handle->raw().id();
+}
 
 }  // namespace
 
@@ -131,8 +134,10 @@ TEST_CASE_METHOD(PersistentFixture, "persistent: maxusage, setsession and ping p
     options.ping = Ping::on_request;
     auto pool = make(options);
     auto work = [&] {
-        for (int i = 0; i < 3; ++i)
-            pool->connection()->execute("s");  // 3 requests, 3 pings
+        for (int i = 0; i < 3; ++i) {
+            auto handle = pool->connection();  // 3 requests, 3 pings
+            handle->execute("s");
+        }
     };
     work();
     std::thread other(work);
@@ -151,7 +156,10 @@ TEST_CASE_METHOD(PersistentFixture, "persistent: 200 short-lived threads leave n
     for (int b = 0; b < batches; ++b) {
         std::vector<std::thread> threads;
         for (int t = 0; t < per_batch; ++t) {
-            threads.emplace_back([&] { pool->connection()->execute("s"); });
+            threads.emplace_back([&] {
+                auto handle = pool->connection();
+                handle->execute("s");
+            });
         }
         for (auto& thread : threads)
             thread.join();
@@ -196,7 +204,10 @@ TEST_CASE_METHOD(PersistentFixture, "persistent: threads exit before the pool",
     auto pool = make();
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
-        threads.emplace_back([&] { pool->connection()->execute("s"); });
+        threads.emplace_back([&] {
+            auto handle = pool->connection();
+            handle->execute("s");
+        });
     }
     for (auto& thread : threads)
         thread.join();

@@ -244,10 +244,11 @@ TEST_CASE_METHOD(Fixture, "steady: a failed ping with the database down is conne
                  "[steady]") {
     auto steady = make(exact(Ping::on_execute));
     db->kill(1);
-    db->fail_connects(2);
+    db->fail_connects(1);
     CHECK_THROWS_MATCHES(steady->execute("a"), dbpool::Error, has_code(ErrorCode::connect_failed));
     CHECK(db->statements() == 0);
-    steady->execute("a");  // the database is back
+    CHECK(db->connect_attempts() == 2);  // one attempt per call, not a second one just to throw
+    steady->execute("a");                // the database is back
     CHECK(db->executed() == 1);
     CHECK(db->opens() == 2);
 }
@@ -292,23 +293,26 @@ TEST_CASE_METHOD(Fixture, "steady: broken_not_sent outside a transaction is retr
         CHECK_THROWS_AS(steady->execute("w"), FakeError);
         CHECK(db->statements() == 2);
         CHECK(db->executed() == 0);
-        CHECK(db->opens() == 3);
-        steady->execute("next");  // the connection was replaced again
+        CHECK(db->opens() == 2);
+        CHECK_FALSE(steady->is_open());  // dropped; the next statement reopens
+        steady->execute("next");
         CHECK(db->executed() == 1);
+        CHECK(db->opens() == 3);
     }
 }
 
-TEST_CASE_METHOD(Fixture, "steady: broken (maybe executed) reconnects and is never re-run",
+TEST_CASE_METHOD(Fixture, "steady: broken (maybe executed) is dropped and never re-run",
                  "[steady][retry]") {
     auto steady = make();
     db->fail_statements(1, Failure::broken);
     CHECK_THROWS_AS(steady->execute("write"), FakeError);
     CHECK(db->statements() == 1);
-    CHECK(db->opens() == 2);
+    CHECK(db->opens() == 1);  // no connect on the error path
     CHECK(db->closes() == 1);
-    CHECK(steady->is_open());
+    CHECK_FALSE(steady->is_open());
     steady->execute("next");
     CHECK(db->statements() == 2);
+    CHECK(db->opens() == 2);
     CHECK(steady->raw().id() == 2);
 }
 
@@ -322,9 +326,10 @@ TEST_CASE_METHOD(Fixture, "steady: a broken connection inside a transaction is t
     CHECK_THROWS_MATCHES(steady->execute("w"), dbpool::Error,
                          has_code(ErrorCode::transaction_lost));
     CHECK(db->statements() == 1);
-    CHECK(db->opens() == 2);
+    CHECK(db->opens() == 1);
     CHECK_FALSE(steady->in_transaction());
-    CHECK(steady->raw().id() == 2);
+    CHECK(steady->raw().id() == 2);  // reopened on use
+    CHECK(db->opens() == 2);
 }
 
 TEST_CASE_METHOD(Fixture, "steady: a dead ping inside a transaction is transaction_lost",
@@ -334,8 +339,10 @@ TEST_CASE_METHOD(Fixture, "steady: a dead ping inside a transaction is transacti
     db->kill(1);
     CHECK_THROWS_MATCHES(steady->check_on_request(), dbpool::Error,
                          has_code(ErrorCode::transaction_lost));
-    CHECK(db->opens() == 2);
+    CHECK(db->opens() == 1);
     CHECK_FALSE(steady->in_transaction());
+    steady->execute("after");
+    CHECK(db->opens() == 2);
 }
 
 TEST_CASE_METHOD(Fixture, "steady: ordinary errors propagate without reconnecting",
@@ -353,28 +360,44 @@ TEST_CASE_METHOD(Fixture, "steady: ordinary errors propagate without reconnectin
     CHECK(db->opens() == 1);
 }
 
-TEST_CASE_METHOD(Fixture, "steady: rollback on a broken connection reconnects quietly",
-                 "[steady]") {
+TEST_CASE_METHOD(Fixture, "steady: rollback on a broken connection drops it quietly", "[steady]") {
     auto steady = make();
     steady->begin();
     db->kill(1);
     CHECK_NOTHROW(steady->rollback());
     CHECK_FALSE(steady->in_transaction());
+    CHECK(db->opens() == 1);
+    CHECK(steady->raw().id() == 2);  // reopened on use
     CHECK(db->opens() == 2);
-    CHECK(steady->raw().id() == 2);
 }
 
-TEST_CASE_METHOD(Fixture, "steady: commit on a broken connection raises and reconnects",
-                 "[steady]") {
+TEST_CASE_METHOD(Fixture, "steady: commit on a broken connection is commit_unknown", "[steady]") {
     auto steady = make();
     steady->begin();
     db->kill(1);
-    CHECK_THROWS_AS(steady->commit(), FakeError);
+    CHECK_THROWS_MATCHES(steady->commit(), dbpool::Error, has_code(ErrorCode::commit_unknown));
     CHECK_FALSE(steady->in_transaction());
-    CHECK(db->opens() == 2);
+    CHECK(db->opens() == 1);
     CHECK(db->commits() == 0);
-    steady->execute("next");
+    steady->execute("next");  // reopens
     CHECK(db->executed() == 1);
+    CHECK(db->opens() == 2);
+}
+
+TEST_CASE_METHOD(Fixture, "steady: a COMMIT that never reached the server is transaction_lost",
+                 "[steady]") {
+    auto options = exact();
+    options.failures = [](const std::exception& error) {
+        return dynamic_cast<const FakeError*>(&error) != nullptr ? Failure::broken_not_sent
+                                                                 : Failure::none;
+    };
+    auto steady = make(options);
+    steady->begin();
+    db->kill(1);
+    // Not sent: the server rolled the transaction back with the connection; redo it.
+    CHECK_THROWS_MATCHES(steady->commit(), dbpool::Error, has_code(ErrorCode::transaction_lost));
+    CHECK_FALSE(steady->in_transaction());
+    CHECK(db->commits() == 0);
 }
 
 TEST_CASE_METHOD(Fixture, "steady: begin on a dead connection is retried on a new one",
@@ -409,7 +432,7 @@ TEST_CASE_METHOD(Fixture, "steady: reset_session runs the reset, then setsession
     steady->reset_session();
     CHECK(db->log() == std::vector<std::string>{"reset", "SET a = 1"});
     CHECK(db->resets() == 1);
-    CHECK(steady->usage() == 0);
+    CHECK(steady->usage() == 1);  // a reset is not a new connection: maxusage keeps counting
     CHECK_FALSE(steady->in_transaction());
     CHECK(db->opens() == 1);
 }

@@ -233,7 +233,8 @@ TEST_CASE("PersistentPool closes a thread's connection when the thread exits",
         auto handle = pool.connection();
         id = id_of(*handle);
         handle.close();  // ends the handle; the connection stays (not closeable by default)
-        CHECK(id_of(*pool.connection()) == id);
+        auto again = pool.connection();
+        CHECK(id_of(*again) == id);
     });
     worker.join();
     REQUIRE(id != 0);
@@ -252,4 +253,81 @@ TEST_CASE("PersistentPool close() closes every thread's connection", "[mysql][po
     handle.close();
     CHECK_THROWS_AS(pool.connection(), Error);
     CHECK(eventually([&] { return !server_has_connection(admin, id); }));
+}
+
+TEST_CASE("the next borrower after a prepared CALL gets a connection in sync", "[mysql][pool]") {
+    // Regression (the issue's exact scenario): with the default reset nothing is sent on
+    // return, so a CALL's unread final result travelled to the next borrower, whose unrelated
+    // SELECT failed with 2014 "Commands out of sync".
+    Connection admin(test_server().tcp());
+    const std::string procedure = dbpool_test::unique_table("p_pool_call");
+    admin.execute("DROP PROCEDURE IF EXISTS " + procedure);
+    admin.execute("CREATE PROCEDURE " + procedure + "(IN a INT) BEGIN SELECT a; END");
+    PooledPool<Connection> pool(dbpool::mysql::connector(test_server().tcp()), one_connection());
+    std::uint64_t first = 0;
+    {
+        auto handle = pool.connection();
+        first = id_of(*handle);
+        CHECK(handle->query("CALL " + procedure + "(?)", 7).scalar<int>() == 7);
+    }
+    {
+        auto handle = pool.connection();
+        CHECK(handle->query("SELECT 1").scalar<int>() == 1);
+        CHECK(id_of(*handle) == first);  // the same connection, in sync
+    }
+    admin.execute("DROP PROCEDURE " + procedure);
+}
+
+TEST_CASE("results left unread through the raw handle never reach the next borrower",
+          "[mysql][pool]") {
+    PoolOptions options = one_connection();
+    options.ping = Ping::never;
+    PooledPool<Connection> pool(dbpool::mysql::connector(test_server().tcp()), options);
+    {
+        auto handle = pool.connection();
+        REQUIRE(mysql_real_query(handle->raw().native_handle(), "SELECT 1", 8) == 0);
+    }
+    auto handle = pool.connection();
+    CHECK(handle->query("SELECT 2").scalar<int>() == 2);
+    CHECK(handle->query("SELECT ?", 3).scalar<int>() == 3);
+}
+
+TEST_CASE("Reset::full without setsession keeps the connection", "[mysql][pool]") {
+    // The client library keeps the last statement's status flags across COM_RESET_CONNECTION;
+    // the pool saw a transaction after the reset and closed the connection it had just reset.
+    Connection admin(test_server().tcp());
+    Table table(admin, "t_reset_full");
+    PoolOptions options = one_connection();
+    options.reset = Reset::full;
+    PooledPool<Connection> pool(dbpool::mysql::connector(test_server().tcp()), options);
+    std::uint64_t first = 0;
+    {
+        auto handle = pool.connection();
+        first = id_of(*handle);
+        handle->begin();
+        handle->execute("INSERT INTO " + table.name + " VALUES (?, ?)", 1, 1);
+    }
+    auto handle = pool.connection();
+    CHECK(id_of(*handle) == first);
+    CHECK_FALSE(handle->in_transaction());
+    CHECK(table.count() == 0);
+    CHECK(pool.stats().closed == 0);
+}
+
+TEST_CASE("error 4031 from MariaDB keeps the pooled connection", "[mysql][pool]") {
+    Connection admin(test_server().tcp());
+    Table table(admin, "t_trg_pool");
+    PooledPool<Connection> pool(dbpool::mysql::connector(test_server().tcp()), one_connection());
+    auto handle = pool.connection();
+    const std::uint64_t first = id_of(*handle);
+    try {
+        handle->execute("CREATE TRIGGER " + table.name + "_t BEFORE INSERT ON " + table.name +
+                        " FOR EACH ROW FOLLOWS no_such_trigger SET NEW.v = 1");
+        FAIL("the trigger was created");
+    } catch (const Error& error) {
+        CHECK(error.native_code() == 4031);
+        CHECK(error.code() == ErrorCode::database);
+    }
+    CHECK(id_of(*handle) == first);  // not replaced: the connection was fine all along
+    CHECK(handle->reconnects() == 0);
 }

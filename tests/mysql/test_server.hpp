@@ -25,6 +25,9 @@ struct TestServer {
     std::string password;
     std::string database;
     std::string url;
+    std::string tls_dir;    // DIR/tls: ca.pem, wrong-ca.pem, client-cert.pem, client-key.pem
+    std::string x509_user;  // a user that must present a client certificate (REQUIRE X509)
+    std::string x509_password;
 
     // Options for TCP on 127.0.0.1 with short timeouts.
     dbpool::mysql::ConnectOptions tcp() const {
@@ -47,6 +50,19 @@ struct TestServer {
         options.unix_socket = socket;
         return options;
     }
+
+    // The server's root account over the unix socket (no password), for tests that change
+    // global server state; such tests run serially (tag [serial]).
+    dbpool::mysql::ConnectOptions root() const {
+        dbpool::mysql::ConnectOptions options = unix_socket();
+        options.user = "root";
+        options.password.clear();
+        options.database.clear();
+        return options;
+    }
+
+    // A file in the fixture's TLS directory.
+    std::string tls_file(const char* name) const { return tls_dir + "/" + name; }
 };
 
 inline const TestServer& test_server() {
@@ -64,7 +80,8 @@ inline const TestServer& test_server() {
         }
         for (const char* name :
              {"DBPOOL_TEST_SOCKET", "DBPOOL_TEST_PORT", "DBPOOL_TEST_USER", "DBPOOL_TEST_PASSWORD",
-              "DBPOOL_TEST_DATABASE", "DBPOOL_TEST_URL"}) {
+              "DBPOOL_TEST_DATABASE", "DBPOOL_TEST_URL", "DBPOOL_TEST_TLS_DIR",
+              "DBPOOL_TEST_X509_USER", "DBPOOL_TEST_X509_PASSWORD"}) {
             if (values.count(name) == 0) {
                 if (const char* value = std::getenv(name)) values[name] = value;
             }
@@ -81,6 +98,9 @@ inline const TestServer& test_server() {
         result.password = values["DBPOOL_TEST_PASSWORD"];
         result.database = values["DBPOOL_TEST_DATABASE"];
         result.url = values["DBPOOL_TEST_URL"];
+        result.tls_dir = values["DBPOOL_TEST_TLS_DIR"];
+        result.x509_user = values["DBPOOL_TEST_X509_USER"];
+        result.x509_password = values["DBPOOL_TEST_X509_PASSWORD"];
         return result;
     }();
     return server;

@@ -2,9 +2,18 @@
 
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/detail/affinity.hpp>
+#include <dbpool/detail/callback_gate.hpp>
+#include <dbpool/detail/cheap_clock.hpp>
+#include <dbpool/detail/connect_backoff.hpp>
+#include <dbpool/detail/connection_source.hpp>
 #include <dbpool/detail/creator.hpp>
 #include <dbpool/detail/fork_generation.hpp>
+#include <dbpool/detail/pool_diagnostics.hpp>
 #include <dbpool/detail/pool_slot.hpp>
+#include <dbpool/detail/pool_waiters.hpp>
+#include <dbpool/detail/pool_workers.hpp>
+#include <dbpool/detail/saturating.hpp>
+#include <dbpool/detail/slot_state.hpp>
 #include <dbpool/detail/validate_options.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
@@ -17,7 +26,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -29,104 +37,124 @@
 
 namespace dbpool::detail {
 
-// The shared state of a PooledPool. It outlives the PooledPool object while handles are still
-// out: the last returned connection deletes it.
+// The shared state of a PooledPool.
+//
+// Ownership: the PooledPool holds it through a shared_ptr, and so does every slot that has a
+// connection (from reserve to the end of its close), every running pool worker, the
+// maintenance thread, and every thread waiting in connection(). Nobody frees it explicitly:
+// it goes when the last of them lets go, so a pool destroyed while handles are out, while a
+// handle is being returned, or while a thread waits, stays valid for exactly as long as it is
+// used. A borrowed connection reaches its slot's hold, never the PooledPool object.
+//
+// Every change of a slot goes through the state machine in slot_state.hpp.
 template <class Connection, class Clock>
-class PooledCore {
+class PooledCore final
+    : public ConnectionSource<Connection>
+    , public std::enable_shared_from_this<PooledCore<Connection, Clock>> {
+public:
     using Traits = ConnectionTraits<Connection>;
     using Steady = SteadyConnection<Connection, Clock>;
-    using Slot = PoolSlot<Steady>;
-    using TimePoint = typename Clock::time_point;
-    using WaitClock = std::chrono::steady_clock;
+    using Slot = PoolSlot<Steady, PooledCore>;
 
-    struct Waiter {
-        std::condition_variable wake;
-        Slot* handed = nullptr;
-        WaitClock::time_point since;
-    };
+private:
+    using Waiter = PoolWaiter<Slot>;
+    using Ticket = PingTicket<Slot>;
+    using TimePoint = typename Clock::time_point;
+    using Ticks = typename Clock::duration;
+    using Lock = std::unique_lock<std::mutex>;
+    using S = SlotState;
+    using E = SlotEvent;
 
 public:
-    template <class Creator>
-    PooledCore(Creator&& creator, PoolOptions options)
-        : creator_(make_creator<Connection>(std::forward<Creator>(creator))),
+    template <class CreatorFn>
+    PooledCore(CreatorFn&& creator, PoolOptions options)
+        : creator_(make_creator<Connection>(std::forward<CreatorFn>(creator))),
           options_(std::move(options)),
-          steady_options_(options_.steady_options()),
-          pool_id_(next_pool_id()) {
-        validate(options_, Traits::thread_safe_sharing);
+          pool_id_(next_pool_id()),
+          waiting_(options_.handoff_after),
+          workers_(worker_limit(options_)),
+          backoff_(options_.connect_backoff_min, options_.connect_backoff_max) {
+        detail::validate(options_, Traits::thread_safe_sharing);
         if (!Traits::thread_safe_sharing) options_.maxshared = 0;  // as DBUtils: no effect
+        steady_options_ = options_.steady_options();
         // Returns may skip the lock only when maxcached can never be exceeded by them.
         fast_release_ = options_.maxcached == 0 || (options_.maxconnections > 0 &&
                                                     options_.maxcached >= options_.maxconnections);
-        fork_generation_ = fork_generation();
-        backoff_ = options_.connect_backoff_min;
+        ping_bypass_ = saturating_cast<Ticks>(options_.ping_bypass);
+        idle_timeout_ = saturating_cast<Ticks>(options_.idle_timeout);
+        keepalive_ = saturating_cast<Ticks>(options_.keepalive_interval);
+        leak_threshold_ = saturating_cast<Ticks>(options_.leak_threshold);
     }
 
     PooledCore(const PooledCore&) = delete;
     PooledCore& operator=(const PooledCore&) = delete;
-    PooledCore(PooledCore&&) = delete;
-    PooledCore& operator=(PooledCore&&) = delete;
-    ~PooledCore() = default;  // deleted through release_owner() or the last returned slot
+    ~PooledCore() override = default;
 
-    // Opens mincached connections and starts maintenance; throws connect_failed.
+    // Opens mincached connections on this thread (throws connect_failed), then starts
+    // maintenance if any option needs it.
     void start() {
+        prepare_thread();
         for (int i = 0; i < options_.mincached; ++i) {
             Slot* slot = nullptr;
             {
                 std::lock_guard<std::mutex> lock(mutex_);
-                slot = reserve_locked();
+                if (at_limit_locked()) break;
+                slot = &reserve_locked();
             }
-            if (slot == nullptr) break;
-            try {
-                open_slot(*slot);
-            } catch (...) {
-                close();
-                throw;
-            }
-            put_idle(*slot);
+            connect_slot(*slot, false);
         }
-        if (options_.background_maintenance) start_maintenance_thread();
+        std::lock_guard<std::mutex> lock(mutex_);
+        start_scheduler_locked();
     }
 
     const PoolOptions& options() const noexcept { return options_; }
 
     const std::shared_ptr<const Creator<Connection>>& creator() const noexcept { return creator_; }
 
+    // --- acquiring ---------------------------------------------------------------------------
+
+    // A connection for the calling thread, pinged per bit 1 when stale. Throws pool_closed,
+    // pool_exhausted, timeout or connect_failed.
     Slot& acquire(AcquireSite site) {
         check_fork();
-        for (;;) {
-            Slot* slot = claim_fast();
-            if (slot == nullptr) slot = acquire_slow();
-            if (closed_.load(std::memory_order_seq_cst)) {
-                retire(*slot);
-                throw closed_error();
+        prepare_thread();
+        Slot* slot = claim_fast();
+        if (slot != nullptr) {
+            const TimePoint now = cheap_now<Clock>();
+            if (ready(*slot, now) && !closed_.load(std::memory_order_seq_cst)) {
+                hand_out(*slot, site, now);
+                return *slot;
             }
-            if (hand_out(*slot, site)) return *slot;
         }
+        return acquire_slow(site, slot, deadline_from(WaitClock::now()));
     }
 
-    // Shared hand-out (only for thread-safe-sharing types with maxshared > 0).
+    // A connection that may be shared with other threads (maxshared > 0, thread-safe types).
     Slot& acquire_shared(AcquireSite site) {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (closed_.load()) throw closed_error();
-            if (static_cast<int>(shared_.size()) >= options_.maxshared) {
-                Slot* least = nullptr;
-                for (Slot* candidate : shared_) {
-                    // A connection busy in another thread's statement is skipped rather than
-                    // waited for: no network I/O, not even someone else's, under the pool lock.
-                    if (candidate->steady->in_transaction_if_free().value_or(true)) continue;
-                    if (least == nullptr || candidate->share_count < least->share_count) {
-                        least = candidate;
+        check_fork();
+        prepare_thread();
+        const auto self = this->shared_from_this();
+        const auto deadline = deadline_from(WaitClock::now());
+        for (;;) {
+            Slot* shared = nullptr;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                if (closed_.load()) throw closed_error();
+                if (static_cast<int>(shared_.size()) >= options_.maxshared) {
+                    shared = least_shared_locked();
+                    if (shared != nullptr) {
+                        ++shared->share_count;
+                        ++shared_handouts_;
                     }
                 }
-                if (least != nullptr) {
-                    ++least->share_count;
-                    ++shared_handouts_;
-                    return *least;
-                }
+            }
+            if (shared == nullptr) break;
+            // DBUtils pings before sharing, too; the others keep using it meanwhile.
+            if ((options_.ping & Ping::on_request) == 0 || ping_shared(*shared, deadline)) {
+                return *shared;
             }
         }
-        Slot& slot = acquire(site);
+        Slot& slot = acquire_slow(site, nullptr, deadline);
         std::lock_guard<std::mutex> lock(mutex_);
         slot.share_count = 1;
         // When every shared connection is inside a transaction (or another thread filled the
@@ -135,244 +163,321 @@ public:
         return slot;
     }
 
-    void release_shared(Slot& slot) noexcept {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (--slot.share_count > 0) return;
-            shared_.erase(std::remove(shared_.begin(), shared_.end(), &slot), shared_.end());
-        }
-        give_back(slot, false);
-    }
+    // --- returning ---------------------------------------------------------------------------
 
-    // Returns a borrowed slot; `discard` closes its connection. Never throws.
-    void give_back(Slot& slot, bool discard) noexcept {
-        const TimePoint now = time_now();
-        account_usage(slot, now);
-        if (!discard) discard = !prepare_for_idle(slot, now);
-        count_reconnects(slot);  // after the reset, which may itself have reconnected
-        if (discard) {
+    // A borrowed connection comes back (the one verb for it). `discard` closes it. Sharers
+    // return their share; the last one returns the connection. Never throws.
+    void give_back(Slot& slot, bool shared, bool discard) noexcept {
+        check_fork();  // in a child: the connection was abandoned, the return sends nothing
+        if (shared && !last_share(slot, discard)) return;
+        const TimePoint now = cheap_now<Clock>();
+        account(slot, now);
+        Steady& steady = *slot.steady;
+        Slot::publish(slot.opened_at, steady.opened_at());  // a reconnect renews the lifetime
+        if (discard || !steady.is_reusable() || lifetime_over(slot, now)) {
+            slot.template move<S::in_use, E::discard>();
             retire(slot);
             return;
         }
-        slot.publish(slot.idle_since, now);
-        if (fast_release_ && waiters_.load(std::memory_order_seq_cst) == 0) {
-            // Announce the slot, then look for anyone who needs it (Dekker-style: a waiter
-            // registers before scanning, so one of the two always sees the other). While the
-            // slot is `returning` nobody else may take it, so close() cannot free the pool
-            // under our feet, and the final store needs no compare-and-swap.
-            slot.state.store(slot_returning, std::memory_order_seq_cst);
-            const bool attention = waiters_.load(std::memory_order_seq_cst) != 0 ||
-                                   closed_.load(std::memory_order_seq_cst);
-            if (!attention) {
-                affinity_entry(pool_id_) = AffinityEntry{pool_id_, &slot};
-                slot.state.store(slot_idle, std::memory_order_release);
-                return;  // from here on the pool may be gone
+        if (steady.needs_reset(options_.reset)) {
+            slot.template move<S::in_use, E::release_dirty>();
+            if (!steady.reset_for_return(options_.reset)) {
+                slot.template move<S::resetting, E::reset_failed>();
+                retire(slot);
+                return;
             }
-            slot.state.store(slot_in_use, std::memory_order_relaxed);  // before taking the lock
+            slot.template move<S::resetting, E::reset_ok>();
+            offer(slot, false);
+            return;
         }
-        std::unique_lock<std::mutex> lock(mutex_);
-        release_locked(slot, lock);
+        // The lock-free return. While the slot is `returning` it is ours: nobody can claim it
+        // and close() waits for it, so the pool's state (held by the slot) stays alive.
+        //
+        // It pairs with a waiter registering (WaitQueue::push, then scanning the slots) like
+        // Dekker's algorithm: we store `returning` and then read the waiter count, the waiter
+        // increments the count and then reads the slot states. Both sides are sequentially
+        // consistent, so at least one sees the other: either we see the waiter and go through
+        // the lock (which hands the connection over or wakes the waiter), or the waiter sees the
+        // slot returning and waits for it to become idle. With weaker orders both could miss,
+        // and the waiter would sleep beside an idle connection.
+        slot.template move<S::in_use, E::release>(std::memory_order_seq_cst);
+        if (fast_release_ && waiting_.count() == 0 && !closed_.load(std::memory_order_seq_cst)) {
+            Slot::publish(slot.idle_since, now);
+            affinity_entry(pool_id_) = AffinityEntry{pool_id_, &slot};
+            slot.template move<S::returning, E::shelve>(std::memory_order_release);
+            return;  // from here on the pool may be gone
+        }
+        offer(slot, false);
     }
 
+    // --- closing -----------------------------------------------------------------------------
+
+    // Refuses new requests, wakes every waiter with pool_closed, stops maintenance and closes
+    // idle connections; borrowed ones are closed when they come back, those in a worker's
+    // hands when its I/O ends. Never waits for network I/O in flight. Idempotent.
     void close() noexcept {
-        try {
-            check_fork();  // a child must not close the parent's connections
-        } catch (...) {
-            // Only the maintenance thread's restart can throw; closing goes on without it.
-        }
+        check_fork();  // a child must not close the parent's connections
         if (closed_.exchange(true, std::memory_order_seq_cst)) return;
         std::vector<Slot*> idle;
+        std::thread scheduler;
         {
-            std::unique_lock<std::mutex> lock(mutex_);
-            for (Waiter* waiter : waiting_)
+            Lock lock(mutex_);
+            waiting_.wake_all();
+            for (Waiter* waiter : validating_)
                 waiter->wake.notify_one();
-            maintenance_wake_.notify_all();
+            schedule_wake_->notify_all();
+            workers_.wake_all();
             idle = claim_all_idle_locked(lock);
+            scheduler = std::move(scheduler_);
         }
-        if (maintenance_.joinable() && maintenance_.get_id() != std::this_thread::get_id()) {
-            maintenance_.join();
+        if (scheduler.joinable()) {
+            // A callback running on the maintenance thread may close the pool.
+            if (scheduler.get_id() == std::this_thread::get_id()) {
+                scheduler.detach();
+            } else {
+                scheduler.join();  // it never does I/O: this is quick
+            }
         }
         for (Slot* slot : idle)
-            retire(*slot);
+            retire(*slot);  // COM_QUIT and the like: sent, never waited for
         emit(EventKind::pool_closed, "pool closed");
+        callbacks_.stop();  // none after close() returns: the callbacks' objects may go now
     }
 
-    // Called by the PooledPool destructor after close(): frees now, or lets the last returned
-    // connection free the core.
-    void release_owner() noexcept {
-        bool last = false;
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            orphaned_ = true;
-            last = open_ == 0;
-        }
-        if (last) delete this;
-    }
+    // --- observing ---------------------------------------------------------------------------
 
     PoolStats stats() const {
         PoolStats stats;
         std::lock_guard<std::mutex> lock(mutex_);
+        const StateCounts counts = count_states_locked();
         stats.total = static_cast<std::size_t>(open_);
+        stats.idle = counts.idle;
+        stats.in_use = counts.in_use;
+        stats.connecting = static_cast<std::size_t>(connecting_);
         stats.waiting = waiting_.size();
         stats.maxconnections = static_cast<std::size_t>(options_.maxconnections);
         for (const auto& slot : slots_) {
-            const int state = slot->state.load(std::memory_order_acquire);
-            if (state == slot_idle || state == slot_returning) ++stats.idle;
-            if (state == slot_in_use) ++stats.in_use;
-            stats.acquired += slot->acquisitions.load(std::memory_order_relaxed);
-            stats.usage.total +=
-                std::chrono::nanoseconds(slot->usage_total_ns.load(std::memory_order_relaxed));
-            stats.usage.max = std::max(
-                stats.usage.max,
-                std::chrono::nanoseconds(slot->usage_max_ns.load(std::memory_order_relaxed)));
+            stats.acquired += slot->borrows.load(std::memory_order_relaxed);
+            stats.usage.total += std::chrono::nanoseconds(
+                static_cast<std::int64_t>(slot->usage_total_ns.load(std::memory_order_relaxed)));
+            stats.usage.max =
+                std::max(stats.usage.max, std::chrono::nanoseconds(static_cast<std::int64_t>(
+                                              slot->usage_max_ns.load(std::memory_order_relaxed))));
         }
         stats.acquired += shared_handouts_;
         stats.usage.count = stats.acquired;
         stats.created = created_;
         stats.closed = closed_count_;
-        stats.reconnects = reconnects_.load(std::memory_order_relaxed);
+        stats.reconnects = reconnects_;
         stats.timeouts = timeouts_;
         stats.exhausted = exhausted_;
         stats.failed_connects = failed_connects_;
         stats.leaks = leaks_;
         stats.acquire_wait = acquire_wait_;
         stats.acquire_wait.count = stats.acquired;
+        stats.connects_failing = backoff_.failing();
         return stats;
     }
 
-    // One maintenance pass: retire expired and surplus idle connections, keep idle ones alive,
-    // report leaks, and open connections up to mincached. No lock is held during network I/O.
-    void run_maintenance() {
+    // --- maintenance -------------------------------------------------------------------------
+
+    // One maintenance pass now, its I/O on this thread (for background_maintenance = false).
+    void run_maintenance() { maintain(true); }
+
+    // --- ConnectionSource: every connection of the pool opens and closes here ----------------
+
+    std::unique_ptr<Connection> connect(bool replacing) override {
         check_fork();
-        const TimePoint now = Clock::now();
-        std::vector<Slot*> retiring;
-        std::vector<Slot*> pinging;
-        std::vector<LeakReport> leaks;
         {
-            std::unique_lock<std::mutex> lock(mutex_);
-            if (closed_.load()) return;
-            int keep = open_;
-            for (const auto& owned : slots_) {
-                Slot& slot = *owned;
-                const int state = slot.state.load(std::memory_order_acquire);
-                if (state == slot_in_use) {
-                    collect_leak(slot, now, leaks);
-                    continue;
-                }
-                if (state != slot_idle) continue;
-                const auto idle_for = since(slot.idle_since, now);
-                const bool expired = lifetime_over(slot, now);
-                const bool surplus = options_.idle_timeout.count() > 0 &&
-                                     idle_for >= options_.idle_timeout && keep > options_.mincached;
-                const bool stale = options_.keepalive_interval.count() > 0 &&
-                                   idle_for >= options_.keepalive_interval;
-                if (!(expired || surplus || stale)) continue;
-                if (!slot.try_transition(slot_idle, slot_reserved)) continue;
-                if (expired || surplus) {
-                    --keep;
-                    retiring.push_back(&slot);
-                } else {
-                    pinging.push_back(&slot);
-                }
-            }
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (closed_.load()) throw closed_error();
+            const TimePoint now = Clock::now();
+            if (backoff_.active(now)) throw backoff_.refusal(now, "");  // no attempt: not counted
+            ++attempting_;
         }
-        for (Slot* slot : retiring)
-            retire(*slot);
-        for (Slot* slot : pinging) {
-            if (slot->steady->ping()) {
-                put_idle(*slot);
-            } else {
-                emit(EventKind::keepalive_failed, "an idle connection failed its keepalive ping");
-                retire(*slot);
+        try {
+            auto fresh = open_connection(*creator_, options_.setsession);
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                --attempting_;
+                ++created_;
+                if (replacing) ++reconnects_;
+                backoff_.succeeded();
             }
+            emit(replacing ? EventKind::reconnected : EventKind::connected,
+                 replacing ? "replaced a broken or worn-out connection" : "opened a connection");
+            return fresh;
+        } catch (const Error& error) {
+            // Reported before anyone can act on it: waiters give up only once it is recorded.
+            emit(EventKind::connect_failed, error.what());
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                --attempting_;
+                ++failed_connects_;
+                backoff_.failed(error, Clock::now());
+            }
+            throw;
         }
-        for (const LeakReport& report : leaks)
-            report_leak(report);
-        fill_to_mincached();
+    }
+
+    void disconnect(std::unique_ptr<Connection> connection) noexcept override {
+        if (!connection) return;
+        Traits::close(*connection);
+        connection.reset();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++closed_count_;
+        }
+        emit(EventKind::closed, "closed a connection");
+    }
+
+    // In a child after fork(): forget every inherited connection without sending a byte. Only
+    // the forking thread exists in the child: its borrowed connections stay borrowed (their
+    // next statement opens a new connection, or raises transaction_lost), every other slot,
+    // waiter, worker and the maintenance thread belonged to threads that are gone.
+    void check_fork() noexcept {
+        if (fork_generation_.load(std::memory_order_relaxed) != fork_generation()) {
+            recover_after_fork();
+        }
     }
 
 private:
-    // --- acquiring -------------------------------------------------------------------------
+    struct StateCounts {
+        std::size_t idle = 0;
+        std::size_t in_use = 0;
+        std::size_t busy = 0;  // anything that will come back on its own
+    };
 
-    Slot* claim_fast() noexcept {
-        if (waiters_.load(std::memory_order_seq_cst) != 0) return nullptr;  // keep FIFO order
-        AffinityEntry& entry = affinity_entry(pool_id_);
-        if (entry.pool_id != pool_id_) return nullptr;
-        Slot* slot = static_cast<Slot*>(entry.slot);
-        return slot->try_claim() ? slot : nullptr;
+    static int worker_limit(const PoolOptions& options) noexcept {
+        const int limit = options.maxconnections > 0 ? options.maxconnections : 64;
+        return std::clamp(limit, 2, 64);
     }
 
-    Slot* acquire_slow() {
-        const auto started = WaitClock::now();
-        std::unique_lock<std::mutex> lock(mutex_);
-        if (closed_.load()) throw closed_error();
-        // A running thread may take a free connection before the waiters only while the oldest
-        // of them has waited less than handoff_after: throughput without starvation.
-        if (waiting_.empty() || !options_.blocking || !front_due_locked(started)) {
-            if (Slot* slot = claim_idle_locked()) return slot;
-            if (Slot* slot = reserve_or_fail_locked()) return slot;
-        }
-        if (!options_.blocking) {
-            ++exhausted_;
-            lock.unlock();
-            emit(EventKind::exhausted, "too many connections");
-            throw Error(ErrorCode::pool_exhausted,
-                        "dbpool: too many connections: all " +
-                            std::to_string(options_.maxconnections) +
-                            " are in use (maxconnections); set blocking = true to wait, or raise "
-                            "maxconnections");
-        }
-        Waiter waiter;
-        waiter.since = started;
-        waiting_.push_back(&waiter);
-        waiters_.fetch_add(1, std::memory_order_seq_cst);
-        const bool bounded = options_.acquire_timeout.count() > 0;
-        const auto deadline = started + options_.acquire_timeout;
-        for (;;) {
-            if (waiter.handed != nullptr) {
-                record_wait(WaitClock::now() - started);
-                return waiter.handed;  // the releaser already removed us from the queue
+    WaitClock::time_point deadline_from(WaitClock::time_point start) const noexcept {
+        if (options_.acquire_timeout.count() <= 0) return WaitClock::time_point::max();
+        return saturating_add(start, options_.acquire_timeout);
+    }
+
+    // Per-thread set-up of the client library, once on every thread that uses a connection.
+    static void prepare_thread() {
+        if constexpr (Traits::has_prepare_thread) {
+            thread_local bool prepared = false;
+            if (!prepared) {
+                Traits::prepare_thread();
+                prepared = true;
             }
-            if (closed_.load()) {
-                leave_queue_locked(waiter);
+        }
+    }
+
+    // The slot this thread returned last, if it is idle: no lock, no state shared by all.
+    Slot* claim_fast() noexcept {
+        if (waiting_.count() != 0) return nullptr;  // keep first come, first served
+        const AffinityEntry& entry = affinity_entry(pool_id_);
+        if (entry.pool_id != pool_id_) return nullptr;
+        Slot* slot = static_cast<Slot*>(entry.slot);
+        return slot->template apply<S::idle, E::claim>() ? slot : nullptr;
+    }
+
+    // Whether an owned connection may go to its borrower as it is: not past its lifetime, and
+    // used recently enough to skip the hand-out ping.
+    bool ready(const Slot& slot, TimePoint now) const noexcept {
+        return !lifetime_over(slot, now) && !needs_ping(slot, now);
+    }
+
+    bool needs_ping(const Slot& slot, TimePoint now) const noexcept {
+        // As DBUtils: a connection from the idle cache is pinged, a fresh one is not.
+        if ((options_.ping & Ping::on_request) == 0 || slot.fresh) return false;
+        return ping_bypass_.count() <= 0 || now - slot.steady->last_success() >= ping_bypass_;
+    }
+
+    Slot& acquire_slow(AcquireSite site, Slot* candidate, WaitClock::time_point deadline) {
+        const auto self = this->shared_from_this();  // a waiter keeps the pool's state alive
+        Waiter waiter;
+        waiter.since = WaitClock::now();
+        for (;;) {
+            if (candidate == nullptr) candidate = &wait_for_slot(waiter, deadline);
+            if (closed_.load(std::memory_order_seq_cst)) {
+                candidate->template move<S::in_use, E::discard>();
+                retire(*candidate);
                 throw closed_error();
             }
-            if (waiting_.front() == &waiter) {
-                Slot* slot = claim_idle_locked();
-                if (slot == nullptr) {
-                    try {
-                        slot = reserve_or_fail_locked();
-                    } catch (...) {
-                        leave_queue_locked(waiter);
-                        throw;
-                    }
+            const TimePoint now = cheap_now<Clock>();
+            if (lifetime_over(*candidate, now)) {
+                candidate->template move<S::in_use, E::discard>();
+                retire(*candidate);
+                candidate = nullptr;
+                continue;
+            }
+            if (needs_ping(*candidate, now) && !validate_hand_out(*candidate, waiter, deadline)) {
+                candidate = nullptr;  // it was dead and is being closed: look further
+                continue;
+            }
+            hand_out(*candidate, site, cheap_now<Clock>());
+            return *candidate;
+        }
+    }
+
+    // Waits for a connection: an idle one, one handed over by a returner, or a new one opened
+    // by a worker for the waiters. The result is owned (in_use). Throws pool_closed,
+    // pool_exhausted, timeout or connect_failed (connects back off and nothing is in use that
+    // could come back).
+    Slot& wait_for_slot(Waiter& waiter, WaitClock::time_point deadline) {
+        Lock lock(mutex_);
+        bool queued = false;
+        const auto leave = [&] {
+            if (queued) waiting_.remove(waiter);
+            queued = false;
+        };
+        for (;;) {
+            if (waiter.handed != nullptr) {  // the giver took us off the queue
+                record_wait_locked(waiter.since);
+                return *std::exchange(waiter.handed, nullptr);
+            }
+            if (closed_.load()) {
+                leave();
+                throw closed_error();
+            }
+            const auto now = WaitClock::now();
+            if (queued ? waiting_.is_front(waiter) : waiting_.newcomer_may_take(now)) {
+                bool pending = false;
+                if (Slot* slot = claim_idle_locked(pending)) {
+                    leave();
+                    record_wait_locked(waiter.since);
+                    return *slot;
                 }
-                if (slot != nullptr) {
-                    leave_queue_locked(waiter);
-                    record_wait(WaitClock::now() - started);
-                    return slot;
+                if (pending) {
+                    // A slot is a few instructions from idle; its returner may need our lock.
+                    lock.unlock();
+                    std::this_thread::yield();
+                    lock.lock();
+                    continue;
                 }
             }
-            if (bounded && WaitClock::now() >= deadline) {
-                leave_queue_locked(waiter);
-                ++timeouts_;
-                const std::string message =
-                    "dbpool: timed out after " + std::to_string(options_.acquire_timeout.count()) +
-                    " ms waiting for a connection: " + std::to_string(in_use_locked()) +
-                    " in use (maxconnections " + std::to_string(options_.maxconnections) + "), " +
-                    std::to_string(waiting_.size()) +
-                    " other threads waiting; return connections sooner or raise maxconnections";
-                lock.unlock();
-                emit(EventKind::acquire_timeout, message);
-                throw Error(ErrorCode::timeout, message);
+            if (!queued) {
+                if (!options_.blocking && at_limit_locked()) throw exhausted_locked(lock);
+                waiting_.push(waiter);
+                queued = true;
             }
-            // The front waiter also wakes when it becomes due, in case no release comes then.
-            const auto due_at = std::max(waiter.since + options_.handoff_after,
-                                         last_handoff_ + options_.handoff_after / 10);
-            auto until = waiting_.front() == &waiter && WaitClock::now() < due_at
-                             ? due_at
-                             : WaitClock::time_point::max();
-            if (bounded) until = std::min(until, deadline);
+            connect_for_waiters_locked();
+            const TimePoint clock_now = Clock::now();
+            if (backoff_.active(clock_now) &&
+                (!options_.blocking || count_states_locked().busy == 0)) {
+                // Nothing that is out can come back, and no connect may start: a caller that
+                // waited now would wait for nothing.
+                leave();
+                throw backoff_.refusal(
+                    clock_now, options_.blocking ? "; no borrowed connection could come back"
+                                                 : "; the pool does not wait (blocking = false)");
+            }
+            if (now >= deadline) {
+                leave();
+                throw timeout_locked(lock, waiter.since);
+            }
+            auto until = deadline;
+            if (backoff_.active(clock_now) && waiting_.is_front(waiter) && !at_limit_locked()) {
+                // Wake when the next connect may start, in case nothing comes back before.
+                until = std::min(until, saturating_add(now, backoff_.next_attempt() - clock_now));
+            }
             if (until == WaitClock::time_point::max()) {
                 waiter.wake.wait(lock);
             } else {
@@ -381,295 +486,408 @@ private:
         }
     }
 
-    // Finishes a hand-out outside the lock: opens a reserved slot, retires an expired one, and
-    // pings (bit 1). False means the slot was retired and the caller should try again.
-    bool hand_out(Slot& slot, AcquireSite site) {
-        const TimePoint now = time_now();
-        if (!slot.steady) {
-            open_slot(slot);
-        } else if (lifetime_over(slot, now)) {
-            retire(slot);
-            return false;
-        } else {
-            try {
-                slot.steady->check_on_request(now);
-            } catch (...) {
-                retire(slot);
-                throw;
+    // Pings an owned connection on a worker before it is handed out, waiting at most until
+    // `deadline`. True: alive and ours. False: dead (a worker closes it). Throws timeout or
+    // pool_closed; the ping goes on, and its connection is offered to the pool when it ends.
+    bool validate_hand_out(Slot& slot, Waiter& waiter, WaitClock::time_point deadline) {
+        auto ticket = std::make_shared<Ticket>();
+        ticket->waiter = &waiter;
+        Lock lock(mutex_);
+        slot.template move<S::in_use, E::stale>();
+        validating_.push_back(&waiter);
+        post_locked([this, &slot, ticket] { run_validation(slot, *ticket); });
+        const auto stop_waiting = [&] {
+            ticket->waiter = nullptr;
+            validating_.erase(std::find(validating_.begin(), validating_.end(), &waiter));
+        };
+        for (;;) {
+            if (ticket->result != Ticket::Result::pending) {
+                stop_waiting();
+                return ticket->result == Ticket::Result::alive;
+            }
+            if (closed_.load()) {
+                stop_waiting();
+                throw closed_error();
+            }
+            if (WaitClock::now() >= deadline) {
+                stop_waiting();
+                throw timeout_locked(lock, waiter.since);
+            }
+            if (deadline == WaitClock::time_point::max()) {
+                waiter.wake.wait(lock);
+            } else {
+                waiter.wake.wait_until(lock, deadline);
             }
         }
-        slot.site = site;
+    }
+
+    void run_validation(Slot& slot, Ticket& ticket) noexcept {
+        const bool alive = slot.steady->ping();  // the slot is ours while validating
+        Lock lock(mutex_);
+        Waiter* waiter = std::exchange(ticket.waiter, nullptr);
+        if (alive && waiter != nullptr) {
+            slot.template move<S::validating, E::ping_ok>();
+            ticket.result = Ticket::Result::alive;
+            waiter->wake.notify_one();
+            return;
+        }
+        if (alive) {  // its acquirer gave up meanwhile
+            slot.template move<S::validating, E::unclaimed>();
+            offer_locked(slot, lock, false);
+            return;
+        }
+        slot.template move<S::validating, E::ping_failed>();
+        if (waiter != nullptr) {
+            ticket.result = Ticket::Result::dead;
+            waiter->wake.notify_one();
+        }
+        lock.unlock();
+        emit(EventKind::ping_failed, "a connection failed its hand-out ping and was closed");
+        retire(slot);
+    }
+
+    // Pings a shared connection on a worker; the others keep using it meanwhile. True: alive,
+    // and our share stands. False: dead, our share was returned and nobody gets it again.
+    bool ping_shared(Slot& slot, WaitClock::time_point deadline) {
+        auto ticket = std::make_shared<Ticket>();
+        Waiter waiter;
+        waiter.since = WaitClock::now();
+        ticket->waiter = &waiter;
+        Lock lock(mutex_);
+        ++slot.share_count;  // the worker's own share: the connection stays while it pings
+        validating_.push_back(&waiter);
+        post_locked([this, &slot, ticket] {
+            const bool alive = slot.steady->ping();
+            {
+                std::lock_guard<std::mutex> guard(mutex_);
+                ticket->result = alive ? Ticket::Result::alive : Ticket::Result::dead;
+                if (ticket->waiter != nullptr) ticket->waiter->wake.notify_one();
+            }
+            give_back(slot, true, !alive);
+        });
+        const auto stop_waiting = [&] {
+            ticket->waiter = nullptr;
+            validating_.erase(std::find(validating_.begin(), validating_.end(), &waiter));
+        };
+        for (;;) {
+            if (ticket->result != Ticket::Result::pending) {
+                stop_waiting();
+                if (ticket->result == Ticket::Result::alive) return true;
+                lock.unlock();
+                give_back(slot, true, true);
+                return false;
+            }
+            if (closed_.load() || WaitClock::now() >= deadline) {
+                stop_waiting();
+                const bool closed = closed_.load();
+                Error error = closed ? closed_error() : timeout_locked(lock, waiter.since);
+                if (lock.owns_lock()) lock.unlock();
+                give_back(slot, true, false);
+                throw error;
+            }
+            if (deadline == WaitClock::time_point::max()) {
+                waiter.wake.wait(lock);
+            } else {
+                waiter.wake.wait_until(lock, deadline);
+            }
+        }
+    }
+
+    void hand_out(Slot& slot, AcquireSite site, TimePoint now) noexcept {
         slot.owner = std::this_thread::get_id();
+        slot.fresh = false;
+        Slot::publish(slot.acquired_at, now);
         slot.site_file.store(site.file, std::memory_order_relaxed);
         slot.site_line.store(site.line, std::memory_order_relaxed);
-        slot.publish(slot.acquired_at, now);
-        Slot::add_relaxed(slot.acquisitions, 1);
+        // After the fields above: maintenance reads the borrow number first (see collect_leak).
+        const std::uint64_t borrow = slot.borrows.load(std::memory_order_relaxed) + 1;
+        slot.borrows.store(borrow, std::memory_order_relaxed);
+        slot.lent.store(borrow, std::memory_order_release);
+    }
+
+    // A sharer's return; true when it was the last share, so the connection itself comes back
+    // (`discard` then says whether to close it).
+    bool last_share(Slot& slot, bool& discard) noexcept {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (discard && !slot.doomed) slot.doomed = true;  // others keep it until they are done
+        if (slot.doomed)
+            shared_.erase(std::remove(shared_.begin(), shared_.end(), &slot), shared_.end());
+        if (--slot.share_count > 0) return false;
+        shared_.erase(std::remove(shared_.begin(), shared_.end(), &slot), shared_.end());
+        discard = slot.doomed;
+        slot.doomed = false;
         return true;
     }
 
-    void open_slot(Slot& slot) {
-        try {
-            slot.steady = std::make_unique<Steady>(creator_, steady_options_);
-        } catch (const std::exception& error) {
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                ++failed_connects_;
-                note_connect_failure_locked(error.what());
-                free_slot_locked(slot);
+    Slot* least_shared_locked() const noexcept {
+        Slot* least = nullptr;
+        for (Slot* candidate : shared_) {
+            // A connection busy in another thread's statement is skipped rather than waited
+            // for: no network I/O, not even someone else's, under the pool lock.
+            if (candidate->steady->in_transaction_if_free().value_or(true)) continue;
+            if (least == nullptr || candidate->share_count < least->share_count) {
+                least = candidate;
             }
-            emit(EventKind::connect_failed, error.what());
-            finish_release();
+        }
+        return least;
+    }
+
+    void account(Slot& slot, TimePoint now) noexcept {
+        const std::uint64_t borrow = slot.lent.load(std::memory_order_relaxed);
+        slot.lent.store(0, std::memory_order_relaxed);
+        const auto held = now - Slot::time_of(slot.acquired_at.load(std::memory_order_relaxed));
+        const auto held_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(
+            0, std::chrono::duration_cast<std::chrono::nanoseconds>(held).count()));
+        Slot::add(slot.usage_total_ns, held_ns);
+        if (held_ns > slot.usage_max_ns.load(std::memory_order_relaxed)) {
+            slot.usage_max_ns.store(held_ns, std::memory_order_relaxed);
+        }
+        if (leak_threshold_.count() <= 0) return;
+        if (slot.leak_reported.exchange(0, std::memory_order_acq_rel) != borrow) return;
+        LeakReport report;
+        report.held = std::chrono::duration_cast<std::chrono::milliseconds>(held);
+        report.acquired_at = AcquireSite{slot.site_file.load(std::memory_order_relaxed),
+                                         slot.site_line.load(std::memory_order_relaxed)};
+        report.returned = true;
+        report_leak(report);
+    }
+
+    // --- offering and retiring ---------------------------------------------------------------
+
+    // An available connection (owned, `returning`) goes to the oldest due waiter, or idle; or
+    // it is closed when the pool is closed or keeps maxcached idle ones already. `opened` says
+    // it was opened for the waiters, so the oldest gets it whether due or not.
+    void offer(Slot& slot, bool opened) noexcept {
+        Lock lock(mutex_);
+        offer_locked(slot, lock, opened);
+    }
+
+    void offer_locked(Slot& slot, Lock& lock, bool opened) noexcept {
+        const bool surplus = options_.maxcached > 0 &&
+                             static_cast<int>(count_states_locked().idle) >= options_.maxcached;
+        if (closed_.load() || surplus) {
+            slot.template move<S::returning, E::expire>();
+            lock.unlock();
+            retire(slot);
+            return;
+        }
+        if (Waiter* waiter = waiting_.take_due(WaitClock::now(), opened)) {
+            slot.fresh = opened;
+            slot.template move<S::returning, E::hand_off>();
+            waiter->handed = &slot;  // stays in_use: ownership passes straight to the waiter
+            waiter->wake.notify_one();
+            return;
+        }
+        Slot::publish(slot.idle_since, cheap_now<Clock>());
+        slot.template move<S::returning, E::shelve>();
+        waiting_.wake_front();  // the oldest competes for it with running threads
+    }
+
+    // Closes an owned `retiring` slot's connection (network I/O, so no lock is held) and frees
+    // its capacity. The slot's hold on the pool's state ends here: this may be the last one,
+    // so callers never touch the pool afterwards.
+    void retire(Slot& slot) noexcept {
+        slot.steady.reset();  // closes through disconnect(): counted and reported
+        free_capacity(slot, E::closed);
+    }
+
+    void free_capacity(Slot& slot, SlotEvent event) noexcept {
+        std::shared_ptr<PooledCore> hold;  // destroyed last, after the lock is released
+        std::lock_guard<std::mutex> lock(mutex_);
+        hold = std::move(slot.keep_alive);
+        if (event == E::closed) {
+            slot.template move<S::retiring, E::closed>();
+        } else {
+            slot.template move<S::connecting, E::connect_failed>();
+        }
+        slot.share_count = 0;
+        slot.doomed = false;
+        slot.leak_reported.store(0, std::memory_order_relaxed);
+        free_slots_.push_back(&slot);
+        --open_;
+        if (event == E::connect_failed) {
+            --connecting_;
+            // Waiters decide again: with connects failing, they may have nothing to wait for.
+            waiting_.wake_all();
+        }
+        connect_for_waiters_locked();  // capacity freed: a waiter's connect may start
+        if (open_ < options_.mincached) schedule_wake_->notify_all();
+    }
+
+    // Opens the connection of a `connecting` slot (on a worker, or on the constructor's thread
+    // with `rethrow`), then offers it; on failure the capacity is freed.
+    void connect_slot(Slot& slot, bool for_waiters) {
+        std::unique_ptr<Steady> steady;
+        try {
+            steady = std::make_unique<Steady>(FromSource{}, *this, steady_options_);
+        } catch (...) {
+            free_capacity(slot, E::connect_failed);
             throw;
         }
-        slot.connects_seen = slot.steady->connects();
+        Slot::publish(slot.opened_at, steady->opened_at());
         slot.lifetime.store(jittered_lifetime_ticks(), std::memory_order_relaxed);
-        slot.publish(slot.opened_at, slot.steady->opened_at());
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            ++created_;
-            connect_failing_ = false;
-            backoff_ = options_.connect_backoff_min;
-        }
-        emit(EventKind::connected, "opened a connection");
+        slot.steady = std::move(steady);
+        Lock lock(mutex_);
+        --connecting_;
+        slot.template move<S::connecting, E::connect_ok>();
+        offer_locked(slot, lock, for_waiters);
     }
 
-    Slot* claim_idle_locked() noexcept {
-        for (const auto& slot : slots_) {
-            // A returning slot is a few instructions from idle (or from being handed to us by
-            // its returner, which leaves `returning` before it takes the lock we hold).
-            while (slot->state.load(std::memory_order_acquire) == slot_returning) {
-                std::this_thread::yield();
-            }
-            if (slot->try_claim()) return slot.get();
+    // Connects for the waiters: one per waiter that no connect in flight covers yet, within
+    // maxconnections. While connects fail, one attempt at a time probes the database, and none
+    // starts before the back-off allows.
+    void connect_for_waiters_locked() {
+        while (!closed_.load() && !at_limit_locked() &&
+               waiting_.size() > static_cast<std::size_t>(connecting_)) {
+            if (backoff_.failing() && (connecting_ > 0 || backoff_.active(Clock::now()))) return;
+            Slot& slot = reserve_locked();
+            post_locked([this, &slot] { connect_quietly(slot, true); });
         }
-        return nullptr;
     }
 
-    // Takes capacity for a new connection, or returns null at the limit. Throws connect_failed
-    // at once while the database is known to be down (fail fast instead of piling up waits).
-    Slot* reserve_or_fail_locked() {
-        if (at_limit_locked()) return nullptr;
-        if (connect_failing_ && Clock::now() < next_connect_at_) {
-            throw Error(ErrorCode::connect_failed,
-                        "dbpool: the database is unreachable (last error: " + last_connect_error_ +
-                            "); the next connect attempt is in at most " +
-                            std::to_string(backoff_.count()) + " ms");
-        }
-        return reserve_locked();
-    }
-
-    Slot* reserve_locked() {
-        if (at_limit_locked()) return nullptr;
-        Slot* free_slot = nullptr;
-        for (const auto& slot : slots_) {
-            if (slot->try_transition(slot_empty, slot_in_use)) {
-                free_slot = slot.get();
-                break;
-            }
-        }
-        if (free_slot == nullptr) {
+    Slot& reserve_locked() {
+        Slot* slot = nullptr;
+        if (!free_slots_.empty()) {
+            slot = free_slots_.back();
+            free_slots_.pop_back();
+        } else {
             slots_.push_back(std::make_unique<Slot>());
-            free_slot = slots_.back().get();
-            free_slot->state.store(slot_in_use, std::memory_order_relaxed);
+            slot = slots_.back().get();
         }
+        slot->template move<S::empty, E::reserve>();  // empty slots belong to the lock holder
+        slot->keep_alive = this->shared_from_this();
         ++open_;
-        return free_slot;
+        ++connecting_;
+        return *slot;
     }
 
     bool at_limit_locked() const noexcept {
         return options_.maxconnections > 0 && open_ >= options_.maxconnections;
     }
 
-    int in_use_locked() const noexcept {
-        int count = 0;
+    // An idle slot, claimed; `pending` when none was found but one is mid-return.
+    Slot* claim_idle_locked(bool& pending) noexcept {
         for (const auto& slot : slots_) {
-            if (slot->state.load(std::memory_order_relaxed) == slot_in_use) ++count;
+            const SlotState state = slot->load();
+            if (state == S::returning) pending = true;
+            if (state == S::idle && slot->template apply<S::idle, E::claim>()) return slot.get();
         }
-        return count;
+        return nullptr;
     }
 
-    void leave_queue_locked(Waiter& waiter) noexcept {
-        const bool was_front = !waiting_.empty() && waiting_.front() == &waiter;
-        waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), &waiter), waiting_.end());
-        waiters_.fetch_sub(1, std::memory_order_seq_cst);
-        if (was_front) wake_front_locked();
-    }
-
-    void wake_front_locked() noexcept {
-        if (!waiting_.empty()) waiting_.front()->wake.notify_one();
-    }
-
-    void record_wait(WaitClock::duration waited) noexcept {
-        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(waited);
-        acquire_wait_.total += ns;
-        acquire_wait_.max = std::max(acquire_wait_.max, ns);
-    }
-
-    // --- returning -------------------------------------------------------------------------
-
-    void account_usage(Slot& slot, TimePoint now) noexcept {
-        const auto held = since(slot.acquired_at, now);
-        const auto held_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(held).count();
-        slot.usage_total_ns.store(slot.usage_total_ns.load(std::memory_order_relaxed) + held_ns,
-                                  std::memory_order_relaxed);
-        if (held_ns > slot.usage_max_ns.load(std::memory_order_relaxed)) {
-            slot.usage_max_ns.store(held_ns, std::memory_order_relaxed);
-        }
-        if (slot.leak_reported.load(std::memory_order_relaxed)) {
-            slot.leak_reported.store(false, std::memory_order_relaxed);
-            LeakReport report;
-            report.held = std::chrono::duration_cast<std::chrono::milliseconds>(held);
-            report.acquired_at = slot.site;
-            report.returned = true;
-            report_leak(report);
-        }
-    }
-
-    // Reconnects since the slot was opened or last returned: those of the borrower, of the
-    // hand-out ping and of the reset on return.
-    void count_reconnects(Slot& slot) noexcept {
-        if (!slot.steady) return;
-        const std::uint64_t connects = slot.steady->connects();
-        if (connects != slot.connects_seen) {
-            reconnects_.fetch_add(connects - slot.connects_seen, std::memory_order_relaxed);
-        }
-        slot.connects_seen = connects;
-    }
-
-    // Resets the connection per policy; false when it must be closed instead.
-    bool prepare_for_idle(Slot& slot, TimePoint now) noexcept {
-        Steady* steady = slot.steady.get();
-        if (steady == nullptr || !steady->is_open()) return false;
-        slot.publish(slot.opened_at, steady->opened_at());  // it may have reconnected meanwhile
-        if (lifetime_over(slot, now)) return false;
-        try {
-            switch (options_.reset) {
-                case Reset::none: break;
-                case Reset::rollback:
-                    if (steady->in_transaction()) steady->rollback();
-                    break;
-                case Reset::always: steady->rollback(); break;
-                case Reset::full: steady->reset_session(); break;
-            }
-        } catch (...) {
-            return false;  // a connection that cannot be reset must not reach the next borrower
-        }
-        return steady->is_open() && !steady->in_transaction();
-    }
-
-    void release_locked(Slot& slot, std::unique_lock<std::mutex>& lock) noexcept {
-        if (closed_.load()) {
-            lock.unlock();
-            retire(slot);
-            return;
-        }
-        if (!waiting_.empty() && front_due_locked(WaitClock::now())) {
-            Waiter* waiter = waiting_.front();
-            waiting_.pop_front();
-            waiters_.fetch_sub(1, std::memory_order_seq_cst);
-            waiter->handed = &slot;  // stays in_use: ownership passes straight to the waiter
-            last_handoff_ = WaitClock::now();
-            waiter->wake.notify_one();
-            return;
-        }
-        if (options_.maxcached > 0 && idle_locked() >= options_.maxcached) {
-            lock.unlock();
-            retire(slot);
-            return;
-        }
-        slot.state.store(slot_idle, std::memory_order_release);
-        wake_front_locked();  // the oldest waiter competes for it with running threads
-    }
-
-    // Whether the oldest waiter has waited long enough to be handed the next returned
-    // connection directly (always, with handoff_after = 0: strict first come, first served).
-    //
-    // Under sustained overload every waiter is older than handoff_after, and handing over every
-    // release would cost a context switch per operation (Go's mutex "starvation mode" trap). So
-    // direct hand-offs are also spaced by a tenth of handoff_after: waiters still go strictly in
-    // arrival order, each waits about handoff_after + its place in the queue x that spacing, and
-    // running threads keep the throughput up in between.
-    bool front_due_locked(WaitClock::time_point now) const noexcept {
-        if (waiting_.empty()) return false;
-        const auto window = options_.handoff_after;
-        return now - waiting_.front()->since >= window && now - last_handoff_ >= window / 10;
-    }
-
-    int idle_locked() const noexcept {
-        int count = 0;
-        for (const auto& slot : slots_) {
-            const int state = slot->state.load(std::memory_order_relaxed);
-            if (state == slot_idle || state == slot_returning) ++count;
-        }
-        return count;
-    }
-
-    // Closes an owned slot's connection (outside the lock) and frees its capacity.
-    void retire(Slot& slot) noexcept {
-        const bool had_connection = slot.steady != nullptr;
-        slot.steady.reset();  // closes; may do network I/O, so no lock is held
-        if (had_connection) emit(EventKind::closed, "closed a connection");
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (had_connection) ++closed_count_;
-            free_slot_locked(slot);
-        }
-        finish_release();
-    }
-
-    void free_slot_locked(Slot& slot) noexcept {
-        slot.steady.reset();
-        slot.share_count = 0;
-        slot.leak_reported.store(false, std::memory_order_relaxed);
-        slot.state.store(slot_empty, std::memory_order_release);
-        --open_;
-        wake_front_locked();  // capacity freed: the first waiter may open a connection now
-        maintenance_wake_.notify_all();
-    }
-
-    // The pool object may be gone; the last connection to leave frees the shared state.
-    void finish_release() noexcept {
-        bool last = false;
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            last = orphaned_ && open_ == 0;
-        }
-        if (last) delete this;
-    }
-
-    std::vector<Slot*> claim_all_idle_locked(std::unique_lock<std::mutex>& lock) {
+    // Every idle slot, claimed for closing; waits for slots that are mid-return.
+    std::vector<Slot*> claim_all_idle_locked(Lock& lock) {
         std::vector<Slot*> claimed;
         for (;;) {
-            bool returning = false;
+            bool pending = false;
             for (const auto& slot : slots_) {
-                if (slot->try_transition(slot_idle, slot_reserved)) claimed.push_back(slot.get());
-                if (slot->state.load(std::memory_order_acquire) == slot_returning) returning = true;
+                if (slot->template apply<S::idle, E::expire>()) claimed.push_back(slot.get());
+                if (slot->load() == S::returning) pending = true;
             }
-            if (!returning) return claimed;
-            // A borrower is a few instructions from finishing its return; let it finish.
+            if (!pending) return claimed;
             lock.unlock();
             std::this_thread::yield();
             lock.lock();
         }
     }
 
-    // --- maintenance -----------------------------------------------------------------------
-
-    // The hot path must not pay for a clock read (~30 ns, several times an uncontended mutex),
-    // so the maintenance thread publishes a coarse time every tick; without that thread (tests
-    // with a manual clock) the exact clock is read instead.
-    TimePoint time_now() const noexcept {
-        if (!ticking_) return Clock::now();
-        return TimePoint(typename Clock::duration(coarse_now_.load(std::memory_order_relaxed)));
+    StateCounts count_states_locked() const noexcept {
+        StateCounts counts;
+        for (const auto& slot : slots_) {
+            switch (slot->load()) {
+                case S::idle: ++counts.idle; break;
+                case S::in_use:
+                case S::validating:
+                case S::resetting:
+                    ++counts.in_use;
+                    ++counts.busy;
+                    break;
+                case S::connecting:
+                case S::returning:
+                case S::pinging: ++counts.busy; break;
+                case S::empty:
+                case S::retiring: break;
+            }
+        }
+        return counts;
     }
 
-    void publish_time() noexcept {
-        coarse_now_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    void record_wait_locked(WaitClock::time_point since) noexcept {
+        const auto waited =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(WaitClock::now() - since);
+        acquire_wait_.total += waited;
+        acquire_wait_.max = std::max(acquire_wait_.max, waited);
     }
 
-    std::chrono::milliseconds tick() const noexcept {
-        using std::chrono::milliseconds;
-        return std::clamp(options_.ping_bypass / 20, milliseconds(1), milliseconds(25));
+    // --- errors that explain themselves ------------------------------------------------------
+
+    PoolPicture picture_locked() const {
+        const TimePoint now = cheap_now<Clock>();
+        PoolPicture picture;
+        picture.open = open_;
+        picture.maxconnections = options_.maxconnections;
+        picture.connecting = connecting_ + attempting_;
+        picture.waiting = static_cast<int>(waiting_.size());
+        picture.backoff = backoff_.describe(now);
+        for (const auto& slot : slots_) {
+            const SlotState state = slot->load();
+            switch (state) {
+                case S::idle: ++picture.idle; break;
+                case S::validating:
+                case S::pinging: ++picture.pinging; break;
+                case S::in_use:
+                case S::resetting: {
+                    ++picture.in_use;
+                    const auto held =
+                        now - Slot::time_of(slot->acquired_at.load(std::memory_order_relaxed));
+                    picture.held.push_back(
+                        {std::chrono::duration_cast<std::chrono::milliseconds>(held),
+                         AcquireSite{slot->site_file.load(std::memory_order_relaxed),
+                                     slot->site_line.load(std::memory_order_relaxed)}});
+                    break;
+                }
+                default: break;
+            }
+        }
+        return picture;
+    }
+
+    Error timeout_locked(Lock& lock, WaitClock::time_point since) {
+        ++timeouts_;
+        const auto waited =
+            std::chrono::duration_cast<std::chrono::milliseconds>(WaitClock::now() - since);
+        const std::string message =
+            "dbpool: timed out after " + std::to_string(waited.count()) +
+            " ms waiting for a connection (acquire_timeout " +
+            std::to_string(options_.acquire_timeout.count()) + " ms). " +
+            describe(picture_locked()) +
+            " Return connections sooner, or raise maxconnections or acquire_timeout.";
+        lock.unlock();
+        emit(EventKind::acquire_timeout, message);
+        return Error(ErrorCode::timeout, message);
+    }
+
+    Error exhausted_locked(Lock& lock) {
+        ++exhausted_;
+        const std::string message = "dbpool: too many connections: all " +
+                                    std::to_string(options_.maxconnections) +
+                                    " are in use (maxconnections). " + describe(picture_locked()) +
+                                    " Set blocking = true to wait, or raise maxconnections.";
+        lock.unlock();
+        emit(EventKind::exhausted, message);
+        return Error(ErrorCode::pool_exhausted, message);
+    }
+
+    static Error closed_error() {
+        return Error(ErrorCode::pool_closed, "dbpool: the pool is closed");
+    }
+
+    // --- maintenance -------------------------------------------------------------------------
+
+    bool maintenance_needed() const noexcept {
+        return options_.mincached > 0 || idle_timeout_.count() > 0 ||
+               options_.max_lifetime.count() > 0 || keepalive_.count() > 0 ||
+               leak_threshold_.count() > 0;
     }
 
     std::chrono::milliseconds maintenance_interval() const noexcept {
@@ -683,97 +901,132 @@ private:
         return std::max(interval, milliseconds(10));
     }
 
-    void start_maintenance_thread() {
-        publish_time();
-        ticking_ = true;
-        maintenance_ = std::thread([this] { maintenance_loop(); });
+    // The maintenance thread decides and never does I/O: it cannot freeze on a dead network,
+    // and close() joins it at once. It sleeps until the next pass; an idle pool whose options
+    // need no maintenance has no such thread at all.
+    void start_scheduler_locked() {
+        if (!options_.background_maintenance || !maintenance_needed() || closed_.load()) return;
+        scheduler_ = std::thread([self = this->shared_from_this()] { self->schedule(); });
     }
 
-    void maintenance_loop() noexcept {
-        const auto period = maintenance_interval();
-        auto next_pass = WaitClock::now() + period;
-        std::unique_lock<std::mutex> lock(mutex_);
-        while (!closed_.load()) {
-            const bool woken =
-                maintenance_wake_.wait_for(lock, tick()) == std::cv_status::no_timeout;
-            publish_time();
-            if (closed_.load()) break;
-            // A freed slot wakes us so that mincached is refilled promptly.
-            const bool refill = woken && open_ < options_.mincached;
-            if (!refill && WaitClock::now() < next_pass) continue;
-            next_pass = WaitClock::now() + period;
-            lock.unlock();
-            try {
-                run_maintenance();
-            } catch (...) {
-                // Maintenance retries on its next pass; failures were reported as events.
-            }
-            lock.lock();
-        }
-    }
-
-    void fill_to_mincached() {
+    void schedule() noexcept {
+        const auto interval = maintenance_interval();
+        Lock lock(mutex_);
+        auto next_pass = WaitClock::now() + interval;
+        const unsigned generation = fork_generation_.load(std::memory_order_relaxed);
         for (;;) {
-            Slot* slot = nullptr;
-            {
-                std::lock_guard<std::mutex> lock(mutex_);
-                if (closed_.load() || open_ >= options_.mincached) return;
-                if (connect_failing_ && Clock::now() < next_connect_at_) return;
-                slot = reserve_locked();
+            schedule_wake_->wait_until(lock, next_pass);
+            if (closed_.load() || generation != fork_generation_.load(std::memory_order_relaxed)) {
+                return;
             }
-            if (slot == nullptr) return;
-            try {
-                open_slot(*slot);
-            } catch (...) {
-                return;  // backed off; the next pass tries again
-            }
-            put_idle(*slot);
+            const bool refill = open_ < options_.mincached;
+            if (WaitClock::now() < next_pass && !refill) continue;
+            lock.unlock();
+            maintain(false);
+            lock.lock();
+            next_pass = WaitClock::now() + interval;
         }
     }
 
-    // Makes a slot owned by maintenance or start-up available (or hands it to a waiter).
-    void put_idle(Slot& slot) noexcept {
-        slot.publish(slot.idle_since, time_now());
-        slot.publish(slot.opened_at, slot.steady->opened_at());
-        std::unique_lock<std::mutex> lock(mutex_);
-        release_locked(slot, lock);
+    // One pass: retire expired and surplus idle connections, ping stale idle ones, report leaks
+    // and open connections up to mincached. Decided under the lock; the I/O runs on this thread
+    // (`inline_io`) or on pool workers.
+    void maintain(bool inline_io) {
+        check_fork();
+        prepare_thread();
+        const TimePoint now = Clock::now();
+        std::vector<std::function<void()>> io;
+        std::vector<LeakReport> leaks;
+        {
+            Lock lock(mutex_);
+            if (closed_.load()) return;
+            int keep = open_;
+            for (const auto& owned : slots_) {
+                Slot& slot = *owned;
+                const SlotState state = slot.load();
+                if (state == S::in_use) collect_leak(slot, now, leaks);
+                if (state != S::idle) continue;
+                const auto idle_for =
+                    now - Slot::time_of(slot.idle_since.load(std::memory_order_relaxed));
+                const bool expired = lifetime_over(slot, now);
+                const bool surplus = idle_timeout_.count() > 0 && idle_for >= idle_timeout_ &&
+                                     keep > options_.mincached;
+                const bool stale = keepalive_.count() > 0 && idle_for >= keepalive_;
+                if (expired || surplus) {
+                    if (!slot.template apply<S::idle, E::expire>()) continue;
+                    --keep;
+                    io.emplace_back([this, &slot] { retire(slot); });
+                } else if (stale) {
+                    if (!slot.template apply<S::idle, E::keepalive>()) continue;
+                    io.emplace_back([this, &slot] { run_keepalive(slot); });
+                }
+            }
+            if (!inline_io) {
+                for (auto& task : io)
+                    post_locked(std::move(task));
+                io.clear();
+            }
+        }
+        for (auto& task : io)
+            task();
+        refill(inline_io);
+        for (const LeakReport& report : leaks)
+            report_leak(report);
     }
 
-    void note_connect_failure_locked(const char* what) {
-        last_connect_error_ = what;
-        connect_failing_ = true;
-        next_connect_at_ = Clock::now() + backoff_;
-        backoff_ = std::min(backoff_ * 2, options_.connect_backoff_max);
+    // Opens connections up to mincached (retired ones no longer count once closed; with the
+    // I/O on workers, each close wakes maintenance to refill). Never while connects back off.
+    void refill(bool inline_io) {
+        std::vector<Slot*> reserved;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            const TimePoint now = Clock::now();
+            while (!closed_.load() && open_ < options_.mincached && !at_limit_locked() &&
+                   !(backoff_.failing() && (connecting_ > 0 || backoff_.active(now)))) {
+                Slot& slot = reserve_locked();
+                if (inline_io) {
+                    reserved.push_back(&slot);
+                } else {
+                    post_locked([this, &slot] { connect_quietly(slot, false); });
+                }
+            }
+        }
+        for (Slot* slot : reserved)
+            connect_quietly(*slot, false);
     }
 
-    static typename Clock::duration since(const std::atomic<std::int64_t>& ticks,
-                                          TimePoint now) noexcept {
-        return now - TimePoint(typename Clock::duration(ticks.load(std::memory_order_relaxed)));
+    void connect_quietly(Slot& slot, bool for_waiters) noexcept {
+        try {
+            connect_slot(slot, for_waiters);
+        } catch (...) {
+            // Counted and reported, waiters told (connect()); the back-off decides the retry.
+        }
     }
 
-    static bool lifetime_over(const Slot& slot, TimePoint now) noexcept {
-        const std::int64_t lifetime = slot.lifetime.load(std::memory_order_relaxed);
-        return lifetime > 0 && since(slot.opened_at, now).count() >= lifetime;
-    }
-
-    std::int64_t jittered_lifetime_ticks() {
-        using Ticks = typename Clock::duration;
-        if (options_.max_lifetime.count() <= 0) return 0;
-        const auto lifetime = std::chrono::duration_cast<Ticks>(options_.max_lifetime).count();
-        // Up to 2.5% earlier, so connections opened together do not all expire together.
-        const std::int64_t spread = lifetime / 40;
-        if (spread == 0) return lifetime;
-        std::lock_guard<std::mutex> lock(mutex_);
-        std::uniform_int_distribution<std::int64_t> jitter(0, spread);
-        return lifetime - jitter(random_);
+    void run_keepalive(Slot& slot) noexcept {
+        if (slot.steady->ping()) {
+            slot.template move<S::pinging, E::ping_ok>();
+            offer(slot, false);
+            return;
+        }
+        slot.template move<S::pinging, E::ping_failed>();
+        emit(EventKind::keepalive_failed, "an idle connection failed its keepalive ping");
+        retire(slot);
     }
 
     void collect_leak(Slot& slot, TimePoint now, std::vector<LeakReport>& leaks) {
-        if (options_.leak_threshold.count() <= 0) return;
-        if (slot.leak_reported.load(std::memory_order_relaxed)) return;
-        const auto held = since(slot.acquired_at, now);
-        if (held < options_.leak_threshold) return;
-        slot.leak_reported.store(true, std::memory_order_relaxed);
+        if (leak_threshold_.count() <= 0) return;
+        // The borrow number is stored after the acquire time: read it first, and again after,
+        // so a borrow that began in between is not judged by its predecessor's time.
+        const std::uint64_t borrow = slot.lent.load(std::memory_order_acquire);
+        if (borrow == 0) return;  // handed over, hand-out not recorded yet
+        const auto acquired = Slot::time_of(slot.acquired_at.load(std::memory_order_relaxed));
+        if (slot.lent.load(std::memory_order_acquire) != borrow) return;
+        const auto held = now - acquired;
+        if (held < leak_threshold_) return;
+        std::uint64_t reported = slot.leak_reported.load(std::memory_order_acquire);
+        if (reported == borrow) return;
+        if (!slot.leak_reported.compare_exchange_strong(reported, borrow)) return;
         ++leaks_;
         LeakReport report;
         report.held = std::chrono::duration_cast<std::chrono::milliseconds>(held);
@@ -783,101 +1036,123 @@ private:
     }
 
     void report_leak(const LeakReport& report) noexcept {
-        std::string where = report.acquired_at.file != nullptr
-                                ? std::string(report.acquired_at.file) + ":" +
-                                      std::to_string(report.acquired_at.line)
-                                : std::string("an unknown place");
-        const std::string detail = "connection acquired at " + where + " held for " +
-                                   std::to_string(report.held.count()) + " ms" +
-                                   (report.returned ? " has been returned" : "");
-        emit(report.returned ? EventKind::leak_returned : EventKind::leak_suspected, detail);
-        if (!options_.on_leak) return;
-        try {
-            options_.on_leak(report);
-        } catch (...) {
-            // A throwing callback must not break the pool.
-        }
+        emit(report.returned ? EventKind::leak_returned : EventKind::leak_suspected,
+             describe(report));
+        if (options_.on_leak) callbacks_.call(options_.on_leak, report);
+    }
+
+    bool lifetime_over(const Slot& slot, TimePoint now) const noexcept {
+        const std::int64_t lifetime = slot.lifetime.load(std::memory_order_relaxed);
+        return lifetime > 0 &&
+               (now - Slot::time_of(slot.opened_at.load(std::memory_order_relaxed))).count() >=
+                   lifetime;
+    }
+
+    std::int64_t jittered_lifetime_ticks() {
+        if (options_.max_lifetime.count() <= 0) return 0;
+        const std::int64_t lifetime = saturating_cast<Ticks>(options_.max_lifetime).count();
+        // Up to 2.5% earlier, so connections opened together do not all expire together.
+        const std::int64_t spread = lifetime / 40;
+        if (spread == 0) return lifetime;
+        std::lock_guard<std::mutex> lock(mutex_);
+        std::uniform_int_distribution<std::int64_t> jitter(0, spread);
+        return lifetime - jitter(random_);
+    }
+
+    // --- workers and events ------------------------------------------------------------------
+
+    void post_locked(std::function<void()> task) {
+        workers_.post_locked(std::move(task), [self = this->shared_from_this()] {
+            prepare_thread();
+            Lock lock(self->mutex_);
+            self->workers_.run(lock, [&self] { return self->closed_.load(); });
+        });
     }
 
     void emit(EventKind kind, const std::string& detail) const noexcept {
-        if (!options_.on_event) return;
-        try {
-            options_.on_event(PoolEvent{kind, detail});
-        } catch (...) {
-            // A throwing callback must not break the pool.
-        }
+        if (options_.on_event) callbacks_.call(options_.on_event, PoolEvent{kind, detail});
     }
 
-    // In a child after fork(): forget every inherited connection without sending a byte.
-    // Only the forking thread exists in the child: its own borrowed connections stay borrowed
-    // (they reopen on next use), every other slot and waiter belonged to a thread that is gone.
-    void check_fork() {
-        if (fork_generation() == fork_generation_) return;
+    void recover_after_fork() noexcept {
+        std::vector<std::shared_ptr<PooledCore>> released;  // dropped after the lock
         std::lock_guard<std::mutex> lock(mutex_);
-        if (fork_generation() == fork_generation_) return;
+        const unsigned generation = fork_generation();
+        if (fork_generation_.load(std::memory_order_relaxed) == generation) return;
         const auto me = std::this_thread::get_id();
         open_ = 0;
-        for (const auto& slot : slots_) {
-            if (slot->steady) slot->steady->abandon();
-            if (slot->state.load(std::memory_order_relaxed) == slot_in_use && slot->owner == me) {
-                ++open_;
+        connecting_ = 0;
+        attempting_ = 0;
+        free_slots_.clear();
+        for (const auto& owned : slots_) {
+            Slot& slot = *owned;
+            if (slot.steady) slot.steady->abandon();
+            if (slot.load() == S::in_use && slot.owner == me) {
+                ++open_;  // this thread's handle: it stays borrowed, its connection is gone
                 continue;
             }
-            slot->steady.reset();
-            slot->share_count = 0;
-            slot->state.store(slot_empty, std::memory_order_relaxed);
+            if (slot.apply(E::abandon)) released.push_back(std::move(slot.keep_alive));
+            slot.steady.reset();  // nothing left to close: sends nothing
+            slot.share_count = 0;
+            slot.doomed = false;
+            free_slots_.push_back(&slot);
         }
         shared_.clear();
-        waiting_.clear();
-        waiters_.store(0, std::memory_order_relaxed);
-        if (maintenance_.joinable())
-            maintenance_.detach();  // that thread exists in the parent only
-        fork_generation_ = fork_generation();
-        if (options_.background_maintenance && !closed_.load()) start_maintenance_thread();
+        waiting_.forget_all();
+        validating_.clear();
+        workers_.forget_all();
+        static_cast<void>(schedule_wake_.release());  // see PoolWorkers::forget_all
+        schedule_wake_ = std::make_unique<std::condition_variable>();
+        if (scheduler_.joinable()) scheduler_.detach();  // that thread exists in the parent only
+        fork_generation_.store(generation, std::memory_order_relaxed);
+        try {
+            start_scheduler_locked();
+        } catch (...) {
+            // Without a maintenance thread the child's pool still works; it is not maintained.
+        }
     }
 
-    static Error closed_error() {
-        return Error(ErrorCode::pool_closed, "dbpool: the pool is closed");
-    }
-
+    // Read by every acquire and return.
     std::shared_ptr<const Creator<Connection>> creator_;
     PoolOptions options_;
     SteadyOptions steady_options_;
     const std::uint64_t pool_id_;
     bool fast_release_ = true;
-    bool ticking_ = false;  // set before the maintenance thread starts, then read-only
-    unsigned fork_generation_ = 0;
-
-    alignas(64) std::atomic<int> waiters_{0};
+    Ticks ping_bypass_{};
+    Ticks idle_timeout_{};
+    Ticks keepalive_{};
+    Ticks leak_threshold_{};
+    std::atomic<unsigned> fork_generation_{detail::fork_generation()};
     std::atomic<bool> closed_{false};
-    std::atomic<std::int64_t> coarse_now_{0};  // Clock ticks, published by maintenance
 
+    // Guarded by mutex_ (the waiter count excepted, see WaitQueue).
     alignas(64) mutable std::mutex mutex_;
     ForkLockRegistration fork_lock_{mutex_};
     std::vector<std::unique_ptr<Slot>> slots_;  // never shrinks: slots are reused, not freed
-    std::deque<Waiter*> waiting_;               // FIFO: first come, first served
-    WaitClock::time_point last_handoff_{};
+    std::vector<Slot*> free_slots_;             // empty slots, ready for reserve
     std::vector<Slot*> shared_;
-    int open_ = 0;  // connections open or being opened: the one count maxconnections bounds
-    bool orphaned_ = false;
-    std::condition_variable maintenance_wake_;
-    std::thread maintenance_;
+    WaitQueue<Slot> waiting_;
+    std::vector<Waiter*> validating_;  // acquirers waiting for a hand-out ping
+    PoolWorkers workers_;
+    std::unique_ptr<std::condition_variable> schedule_wake_ =
+        std::make_unique<std::condition_variable>();
+    std::thread scheduler_;
+    ConnectBackoff<Clock> backoff_;
     std::mt19937_64 random_{std::random_device{}()};
-
-    bool connect_failing_ = false;
-    TimePoint next_connect_at_{};
-    std::chrono::milliseconds backoff_{0};
-    std::string last_connect_error_;
+    int open_ = 0;        // connections open or being opened: the count maxconnections bounds
+    int connecting_ = 0;  // slots whose connect is in flight
+    int attempting_ = 0;  // connect attempts in flight (slots' and borrowers' reconnects)
 
     std::uint64_t created_ = 0;
     std::uint64_t closed_count_ = 0;
+    std::uint64_t reconnects_ = 0;
     std::uint64_t timeouts_ = 0;
     std::uint64_t exhausted_ = 0;
     std::uint64_t failed_connects_ = 0;
     std::uint64_t leaks_ = 0;
     std::uint64_t shared_handouts_ = 0;
-    std::atomic<std::uint64_t> reconnects_{0};
     DurationSummary acquire_wait_;
+
+    mutable CallbackGate callbacks_;
 };
 
 }  // namespace dbpool::detail

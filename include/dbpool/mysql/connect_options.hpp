@@ -11,17 +11,29 @@
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <vector>
 
 namespace dbpool::mysql {
 
-/// How a connection uses TLS.
+/// How a connection uses TLS. What each mode guarantees depends on the client library.
+///
+/// | mode | MariaDB Connector/C | Oracle libmysqlclient |
+/// |---|---|---|
+/// | disabled | plain | plain (its own default would be preferred: dbpool sets DISABLED) |
+/// | preferred | TLS if the server offers it, else plain; no certificate check | same |
+/// | required | TLS or no connection; no certificate check (*) | same, checked before login |
+/// | verify_ca | TLS, chain checked against `ca`, **and the host name** (no CA-only mode) | chain only |
+/// | verify_identity | TLS, chain and host name checked | same |
+///
+/// (*) Connector/C does not refuse a server without TLS for `required` by itself; dbpool checks
+/// right after the handshake and closes the connection before any statement is sent, but the
+/// login exchange has then already happened in plain text. Use verify_ca/verify_identity where
+/// that matters: both libraries refuse those before logging in.
 enum class TlsMode {
     disabled,         ///< Never use TLS.
-    preferred,        ///< Use TLS when the server offers it, without verifying the certificate.
-    required,         ///< Fail unless the connection is encrypted (certificate not verified).
-    verify_ca,        ///< Encrypt and verify the server certificate against `ca`.
-    verify_identity,  ///< Like verify_ca, and check that the certificate names the host.
+    preferred,        ///< TLS when the server offers it, else plain; no certificate check.
+    required,         ///< TLS or fail; the server's certificate is not checked.
+    verify_ca,        ///< TLS, the server certificate checked against `ca` (see the table).
+    verify_identity,  ///< Like verify_ca, and the certificate must name the host connected to.
 };
 
 /// TLS settings of a connection; file paths are PEM files readable by the client.
@@ -32,33 +44,56 @@ struct TlsOptions {
     std::string key;                   ///< Client private key file, with `cert`.
 };
 
+/// How a connection reaches the server.
+enum class Protocol {
+    automatic,  ///< "localhost" means the unix socket (the C API's rule); other hosts TCP.
+    tcp,        ///< TCP to host:port, also for "localhost".
+    socket,     ///< The unix socket (`unix_socket`, or the client library's default path).
+};
+
 /// Everything needed to open one MySQL/MariaDB connection; validated by `validate()`.
+///
+/// Statements to run after every (re)connect belong in the pool's or steady connection's
+/// `setsession` option (PoolOptions::setsession, SteadyOptions::setsession), which is replayed
+/// after every reconnect and every full session reset.
 struct ConnectOptions {
-    std::string host = "localhost";   ///< Host name or IP; "localhost" means the unix socket.
-    std::uint16_t port = 3306;        ///< TCP port (ignored for the unix socket).
-    std::string unix_socket;          ///< Unix socket path; empty = the client's default.
-    std::string user;                 ///< User name.
-    std::string password;             ///< Password; never printed or put into messages.
-    std::string database;             ///< Default database; empty = none.
-    std::string charset = "utf8mb4";  ///< Connection character set.
+    std::string host = "localhost";            ///< Host name or IP; see `protocol` for "localhost".
+    std::uint16_t port = 3306;                 ///< TCP port (not used for the unix socket).
+    std::string unix_socket;                   ///< Unix socket path; empty = the client's default.
+    Protocol protocol = Protocol::automatic;   ///< TCP or unix socket (see Protocol).
+    std::string user;                          ///< User name.
+    std::string password;                      ///< Password; never printed or put into messages.
+    std::string database;                      ///< Default database; empty = none.
+    std::string charset = "utf8mb4";           ///< Connection character set.
     std::chrono::seconds connect_timeout{10};  ///< Bound on the whole connect (>= 1 s).
     std::chrono::seconds read_timeout{30};     ///< Bound on each read (0 = none).
     std::chrono::seconds write_timeout{30};    ///< Bound on each write (0 = none).
     TlsOptions tls;                            ///< TLS settings.
-    std::vector<std::string> init_statements;  ///< Run after connect and session reset.
 
-    /// Parses `mysql://user:pass@host:3306/db?charset=utf8mb4&socket=/path&connect_timeout=5`;
-    /// throws Error{invalid_options} naming the wrong part (never echoing the password).
+    /// Parses `mysql://user:pass@host:3306/db?charset=utf8mb4&ssl-mode=required&...`; throws
+    /// Error{invalid_options} naming the wrong part, never echoing the user name or password.
+    ///
+    /// The last '@' ends the user-info, so the password may hold any character; percent-encode
+    /// '@' elsewhere (%40). A URL that names a port means TCP, also for "localhost"; a port
+    /// without a host is refused. Parameters: charset, socket, protocol (tcp or socket),
+    /// connect_timeout, read_timeout, write_timeout (seconds), ssl-mode (disabled, preferred,
+    /// required, verify_ca, verify_identity), ssl-ca, ssl-cert, ssl-key.
     static ConnectOptions from_url(std::string_view url);
 
     /// Throws Error{invalid_options} naming the first field that is out of range.
     void validate() const;
 
-    /// "user@host:port/database" (or the socket path) for messages; no password.
+    /// Whether the connection goes through the unix socket rather than TCP.
+    bool uses_unix_socket() const noexcept {
+        return protocol == Protocol::socket ||
+               (protocol == Protocol::automatic && host == "localhost");
+    }
+
+    /// "user@host:port/database", or "user@/path/to.sock/database" for the socket; no password.
     std::string describe() const {
         std::string text = user.empty() ? std::string() : user + "@";
-        if (!unix_socket.empty() && (host.empty() || host == "localhost")) {
-            text += unix_socket;
+        if (uses_unix_socket()) {
+            text += unix_socket.empty() ? std::string("localhost") : unix_socket;
         } else {
             text += host.find(':') != std::string::npos ? "[" + host + "]" : host;
             text += ":" + std::to_string(port);
@@ -76,6 +111,16 @@ inline const char* to_string(TlsMode mode) noexcept {
         case TlsMode::required: return "required";
         case TlsMode::verify_ca: return "verify_ca";
         case TlsMode::verify_identity: return "verify_identity";
+    }
+    return "unknown";
+}
+
+/// The URL spelling of a protocol ("automatic", "tcp", "socket").
+inline const char* to_string(Protocol protocol) noexcept {
+    switch (protocol) {
+        case Protocol::automatic: return "automatic";
+        case Protocol::tcp: return "tcp";
+        case Protocol::socket: return "socket";
     }
     return "unknown";
 }
@@ -114,6 +159,13 @@ inline TlsMode parse_tls_mode(const std::string& text) {
               "' is not one of disabled, preferred, required, verify_ca, verify_identity");
 }
 
+inline Protocol parse_protocol(const std::string& text) {
+    const std::string value = lower_ascii(text);
+    if (value == "tcp") return Protocol::tcp;
+    if (value == "socket" || value == "unix") return Protocol::socket;
+    url_error("protocol '" + text + "' is not one of tcp, socket");
+}
+
 }  // namespace detail
 
 inline ConnectOptions ConnectOptions::from_url(std::string_view url) {
@@ -123,32 +175,36 @@ inline ConnectOptions ConnectOptions::from_url(std::string_view url) {
     options.password = std::move(parts.password);
     if (!parts.host.empty()) options.host = std::move(parts.host);
     if (!parts.port.empty()) {
-        // The message names the port but never repeats it: a badly encoded password could end
-        // up in this position.
+        // The message names the port but never repeats it.
         const char* end = parts.port.data() + parts.port.size();
         unsigned value = 0;
         const auto result = std::from_chars(parts.port.data(), end, value);
         if (result.ec != std::errc() || result.ptr != end || value == 0 || value > 65535) {
-            detail::url_error(
-                "the port must be a number from 1 to 65535 (percent-encode ':', '@' and '/' in "
-                "a password)");
+            detail::url_error("the port must be a number from 1 to 65535");
         }
         options.port = static_cast<std::uint16_t>(value);
+        // A user who writes a port means TCP, also for "localhost" (the C API would silently
+        // use the unix socket and ignore the port).
+        options.protocol = Protocol::tcp;
     }
     options.database = std::move(parts.database);
 
+    bool protocol_given = false;
     for (auto& parameter : parts.parameters) {
         // A named reference, not a structured binding: C++17 lambdas cannot capture those.
         const std::string& value = parameter.second;
         std::string name = detail::lower_ascii(parameter.first);
         std::replace(name.begin(), name.end(), '-', '_');
         const auto seconds = [&](const char* what) {
-            return std::chrono::seconds(detail::parse_unsigned(value, 86400 * 365, what));
+            return std::chrono::seconds(detail::parse_unsigned(value, 86400UL * 365, what));
         };
         if (name == "charset") {
             options.charset = value;
         } else if (name == "socket" || name == "unix_socket") {
             options.unix_socket = value;
+        } else if (name == "protocol") {
+            options.protocol = detail::parse_protocol(value);
+            protocol_given = true;
         } else if (name == "connect_timeout") {
             options.connect_timeout = seconds("connect_timeout");
         } else if (name == "read_timeout") {
@@ -164,22 +220,56 @@ inline ConnectOptions ConnectOptions::from_url(std::string_view url) {
         } else if (name == "ssl_key" || name == "tls_key") {
             options.tls.key = value;
         } else if (name == "init" || name == "init_command") {
-            options.init_statements.push_back(value);
+            detail::url_error(
+                "parameter '" + parameter.first +
+                "' is not supported: statements to run after every (re)connect belong in "
+                "PoolOptions::setsession or SteadyOptions::setsession, which are replayed after "
+                "every reconnect and session reset");
         } else {
             detail::url_error("unknown parameter '" + parameter.first +
-                              "' (known: charset, socket, connect_timeout, read_timeout, "
-                              "write_timeout, ssl-mode, ssl-ca, ssl-cert, ssl-key, init)");
+                              "' (known: charset, socket, protocol, connect_timeout, "
+                              "read_timeout, write_timeout, ssl-mode, ssl-ca, ssl-cert, ssl-key)");
         }
+    }
+    if (!parts.port.empty() && !options.unix_socket.empty() && !protocol_given) {
+        detail::url_error(
+            "the URL names a port (TCP) and a socket: give one, or add protocol=tcp/socket");
     }
     options.validate();
     return options;
 }
 
 inline void ConnectOptions::validate() const {
+    const auto no_nul = [](const std::string& value, const char* field) {
+        if (value.find('\0') != std::string::npos) {
+            detail::options_error(std::string(field) +
+                                  " contains a NUL byte (the C API would cut it off there)");
+        }
+    };
+    no_nul(host, "host");
+    no_nul(unix_socket, "unix_socket");
+    no_nul(user, "user");
+    no_nul(password, "password");
+    no_nul(database, "database");
+    no_nul(charset, "charset");
+    no_nul(tls.ca, "tls.ca");
+    no_nul(tls.cert, "tls.cert");
+    no_nul(tls.key, "tls.key");
     if (host.empty()) detail::options_error("host is empty (use \"localhost\" for the socket)");
     if (port == 0) detail::options_error("port must be from 1 to 65535");
     if (unix_socket.size() >= 108) {
         detail::options_error("unix_socket path is longer than 107 characters");
+    }
+    if (protocol == Protocol::tcp && !unix_socket.empty()) {
+        detail::options_error("unix_socket is set but protocol is tcp");
+    }
+    if (protocol == Protocol::socket && host != "localhost") {
+        detail::options_error("protocol socket needs host \"localhost\"");
+    }
+    if (protocol == Protocol::automatic && host != "localhost" && !unix_socket.empty()) {
+        detail::options_error(
+            "unix_socket is set but the host is not \"localhost\", which means TCP: set host "
+            "to \"localhost\" for the socket or clear unix_socket");
     }
     if (charset.empty() || !std::all_of(charset.begin(), charset.end(), [](unsigned char c) {
             return std::isalnum(c) != 0 || c == '_';
@@ -196,11 +286,6 @@ inline void ConnectOptions::validate() const {
     }
     if (tls.mode == TlsMode::disabled && (!tls.ca.empty() || !tls.cert.empty())) {
         detail::options_error("TLS files are set but tls.mode is disabled");
-    }
-    for (const std::string& statement : init_statements) {
-        if (statement.find_first_not_of(" \t\r\n;") == std::string::npos) {
-            detail::options_error("init_statements contains an empty statement");
-        }
     }
 }
 

@@ -3,11 +3,13 @@
 #include <dbpool/error.hpp>
 
 #include <charconv>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <iterator>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -16,6 +18,11 @@
 #include <utility>
 #include <variant>
 #include <vector>
+
+#if !defined(__cpp_lib_to_chars) || __cpp_lib_to_chars < 201611L
+#include <locale>
+#include <sstream>
+#endif
 
 namespace dbpool::mysql {
 
@@ -28,7 +35,8 @@ struct ExecResult {
     std::uint64_t last_insert_id = 0;  ///< AUTO_INCREMENT value of the last insert, or 0.
 };
 
-/// One stored column value: NULL, an integer, a floating-point number or text/bytes.
+/// One stored column value: NULL, an integer, a floating-point number or text/bytes. The binary
+/// protocol (statements with arguments) yields numbers; the text protocol yields text.
 using Cell = std::variant<std::monostate, std::int64_t, std::uint64_t, double, std::string>;
 
 namespace detail {
@@ -38,9 +46,79 @@ struct is_optional : std::false_type {};
 template <class T>
 struct is_optional<std::optional<T>> : std::true_type {};
 
+// Types whose value points into the row's storage.
 template <class T>
-[[noreturn]] void conversion_error(const std::string& column, const char* why) {
+struct is_view : std::is_same<T, std::string_view> {};
+template <class T>
+struct is_view<std::optional<T>> : is_view<T> {};
+
+[[noreturn]] inline void conversion_error(const std::string& column, const char* why) {
+    // Never the value itself: a column may hold a secret.
     throw Error(ErrorCode::usage, "mysql: column '" + column + "' " + why);
+}
+
+// Whether `text` is a decimal floating-point literal as the server writes one: an optional
+// sign, digits with an optional fraction, an optional exponent.
+inline bool is_decimal_number(std::string_view text) noexcept {
+    std::size_t i = 0;
+    if (i < text.size() && (text[i] == '-' || text[i] == '+')) ++i;
+    std::size_t digits = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9')
+        ++i, ++digits;
+    if (i < text.size() && text[i] == '.') {
+        ++i;
+        while (i < text.size() && text[i] >= '0' && text[i] <= '9')
+            ++i, ++digits;
+    }
+    if (digits == 0) return false;
+    if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+        ++i;
+        if (i < text.size() && (text[i] == '-' || text[i] == '+')) ++i;
+        std::size_t exponent = 0;
+        while (i < text.size() && text[i] >= '0' && text[i] <= '9')
+            ++i, ++exponent;
+        if (exponent == 0) return false;
+    }
+    return i == text.size();
+}
+
+// Parses a decimal number into a double: invalid_argument for anything else, out_of_range
+// when it does not fit. Locale-independent on every standard library.
+inline std::errc parse_double(std::string_view text, double& value) {
+    if (!is_decimal_number(text)) return std::errc::invalid_argument;
+    // from_chars wants no leading '+'.
+    if (text.front() == '+') text.remove_prefix(1);
+#if defined(__cpp_lib_to_chars) && __cpp_lib_to_chars >= 201611L
+    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
+    return result.ec;
+#else
+    // libc++ (through at least version 14) has no floating-point from_chars: a stream in the
+    // classic locale reads the already-validated text; failing now means out of range.
+    std::istringstream in{std::string(text)};
+    in.imbue(std::locale::classic());
+    double parsed = 0.0;
+    in >> parsed;
+    if (in.fail()) return std::errc::result_out_of_range;
+    value = parsed;
+    return std::errc();
+#endif
+}
+
+// The exact range rule for an integer read of a double (see integer_from).
+template <class T>
+T integer_from_double(double value, const std::string& column) {
+    if (!(value == std::trunc(value))) {  // also false for NaN
+        conversion_error(column, "holds a non-integral number");
+    }
+    // T holds exactly [-2^digits, 2^digits) (signed) or [0, 2^digits) (unsigned), and both
+    // bounds are exact doubles. Comparing with double(max) instead would let 2^63 through for
+    // int64_t (max rounds up to 2^63), and the cast would be undefined behaviour.
+    const double limit = std::ldexp(1.0, std::numeric_limits<T>::digits);
+    const double lowest = std::is_signed_v<T> ? -limit : 0.0;
+    if (value < lowest || value >= limit) {
+        conversion_error(column, "holds a number out of the requested type's range");
+    }
+    return static_cast<T>(value);
 }
 
 template <class T>
@@ -50,10 +128,17 @@ T integer_from(const Cell& cell, const std::string& column) {
         T value{};
         const char* end = text->data() + text->size();
         const auto result = std::from_chars(text->data(), end, value);
-        if (result.ec != std::errc() || result.ptr != end) {
-            conversion_error<T>(column, "holds text that is not an integer in range");
+        if (result.ec == std::errc() && result.ptr == end) return value;
+        if (result.ec == std::errc::result_out_of_range) {
+            conversion_error(column, "holds an integer out of the requested type's range");
         }
-        return value;
+        // A DOUBLE or DECIMAL over the text protocol ("12.000", "9.2e18"): the same rule as a
+        // double over the binary protocol.
+        double number = 0.0;
+        if (parse_double(*text, number) == std::errc()) {
+            return integer_from_double<T>(number, column);
+        }
+        conversion_error(column, "holds text that is not an integer");
     }
     if (const auto* number = std::get_if<std::int64_t>(&cell)) {
         if constexpr (std::is_signed_v<T>) {
@@ -67,42 +152,45 @@ T integer_from(const Cell& cell, const std::string& column) {
                 return static_cast<T>(*number);
             }
         }
-        conversion_error<T>(column, "holds an integer out of the requested type's range");
+        conversion_error(column, "holds an integer out of the requested type's range");
     }
     if (const auto* number = std::get_if<std::uint64_t>(&cell)) {
         if (*number <= static_cast<std::make_unsigned_t<T>>(std::numeric_limits<T>::max())) {
             return static_cast<T>(*number);
         }
-        conversion_error<T>(column, "holds an integer out of the requested type's range");
+        conversion_error(column, "holds an integer out of the requested type's range");
     }
     if (const auto* number = std::get_if<double>(&cell)) {
-        const double value = *number;
-        // Range first: casting an out-of-range double to an integer is undefined.
-        if (value >= static_cast<double>(std::numeric_limits<T>::min()) &&
-            value <= static_cast<double>(std::numeric_limits<T>::max()) &&
-            value == static_cast<double>(static_cast<T>(value))) {
-            return static_cast<T>(value);
-        }
-        conversion_error<T>(column, "holds a non-integral number");
+        return integer_from_double<T>(*number, column);
     }
-    conversion_error<T>(column, "is NULL; read it as std::optional<T>");
+    conversion_error(column, "is NULL; read it as std::optional<T>");
 }
 
 template <class T>
 T floating_from(const Cell& cell, const std::string& column) {
-    if (const auto* number = std::get_if<double>(&cell)) return static_cast<T>(*number);
+    static_assert(std::is_floating_point_v<T>);
     if (const auto* number = std::get_if<std::int64_t>(&cell)) return static_cast<T>(*number);
     if (const auto* number = std::get_if<std::uint64_t>(&cell)) return static_cast<T>(*number);
-    if (const auto* text = std::get_if<std::string>(&cell)) {
-        T value{};
-        const char* end = text->data() + text->size();
-        const auto result = std::from_chars(text->data(), end, value);
-        if (result.ec != std::errc() || result.ptr != end) {
-            conversion_error<T>(column, "holds text that is not a number");
+    double value = 0.0;
+    if (const auto* number = std::get_if<double>(&cell)) {
+        value = *number;
+    } else if (const auto* text = std::get_if<std::string>(&cell)) {
+        // One rule for both protocols: text is read as a double, then narrowed like a double
+        // from the binary protocol.
+        const std::errc parsed = parse_double(*text, value);
+        if (parsed == std::errc::result_out_of_range) {
+            conversion_error(column, "holds a number out of the range of double");
         }
-        return value;
+        if (parsed != std::errc()) conversion_error(column, "holds text that is not a number");
+    } else {
+        conversion_error(column, "is NULL; read it as std::optional<T>");
     }
-    conversion_error<T>(column, "is NULL; read it as std::optional<T>");
+    if constexpr (std::numeric_limits<T>::max() < std::numeric_limits<double>::max()) {
+        if (std::isfinite(value) && std::fabs(value) > std::numeric_limits<T>::max()) {
+            conversion_error(column, "holds a number out of the range of the requested type");
+        }
+    }
+    return static_cast<T>(value);
 }
 
 template <class T>
@@ -136,10 +224,10 @@ T convert(const Cell& cell, const std::string& column) {
             }
         } else {
             if (!std::holds_alternative<std::monostate>(cell)) {
-                conversion_error<T>(column, "is numeric; read it as std::string, not a view");
+                conversion_error(column, "is numeric; read it as std::string, not a view");
             }
         }
-        conversion_error<T>(column, "is NULL; read it as std::optional<T>");
+        conversion_error(column, "is NULL; read it as std::optional<T>");
     } else if constexpr (std::is_same_v<T, Blob> || std::is_same_v<T, std::vector<unsigned char>>) {
         if (const auto* text = std::get_if<std::string>(&cell)) {
             T bytes(text->size());
@@ -147,9 +235,9 @@ T convert(const Cell& cell, const std::string& column) {
             return bytes;
         }
         if (std::holds_alternative<std::monostate>(cell)) {
-            conversion_error<T>(column, "is NULL; read it as std::optional<T>");
+            conversion_error(column, "is NULL; read it as std::optional<T>");
         }
-        conversion_error<T>(column, "is numeric, not binary data");
+        conversion_error(column, "is numeric, not binary data");
     } else {
         static_assert(sizeof(T) == 0,
                       "get<T>: T must be an integer, bool, floating point, std::string, "
@@ -157,79 +245,167 @@ T convert(const Cell& cell, const std::string& column) {
     }
 }
 
-}  // namespace detail
+// The rows of one result, shared by the ResultSet and every Row taken from it.
+struct ResultData {
+    std::vector<std::string> columns;
+    std::vector<Cell> cells;  // row-major
+    std::uint64_t affected_rows = 0;
 
-class ResultSet;
-
-/// A view of one row of a ResultSet; valid while the ResultSet lives.
-class Row {
-public:
-    /// The value of column `index` as T; NULL needs std::optional<T>. Throws Error on a bad
-    /// index, a NULL read as non-optional or a failed conversion.
-    template <class T>
-    T get(std::size_t index) const;
-    /// The value of the column called `name` as T (see get(index)).
-    template <class T>
-    T get(std::string_view name) const;
-    /// Whether column `index` is NULL.
-    bool is_null(std::size_t index) const;
-    /// The stored value of column `index`.
-    const Cell& cell(std::size_t index) const;
-    /// The number of columns.
-    std::size_t size() const noexcept;
-
-private:
-    friend class ResultSet;
-    Row(const ResultSet* set, std::size_t row) noexcept : set_(set), row_(row) {}
-    const ResultSet* set_;
-    std::size_t row_;
-};
-
-/// All rows of a query, stored client-side; movable, not tied to the connection.
-class ResultSet {
-public:
-    ResultSet() = default;
-    /// Builds a result set from column names and row-major cells (used by the connection).
-    ResultSet(std::vector<std::string> columns, std::vector<Cell> cells,
-              std::uint64_t affected_rows)
-        : columns_(std::move(columns)), cells_(std::move(cells)), affected_rows_(affected_rows) {}
-
-    /// Number of rows.
-    std::size_t size() const noexcept {
-        return columns_.empty() ? 0 : cells_.size() / columns_.size();
+    std::size_t rows() const noexcept {
+        return columns.empty() ? 0 : cells.size() / columns.size();
     }
-    /// Whether there are no rows.
-    bool empty() const noexcept { return size() == 0; }
-    /// Column names, in order.
-    const std::vector<std::string>& columns() const noexcept { return columns_; }
-    /// Index of the column called `name`; throws Error when there is none.
+
     std::size_t column_index(std::string_view name) const {
-        for (std::size_t i = 0; i < columns_.size(); ++i) {
-            if (columns_[i] == name) return i;
+        for (std::size_t i = 0; i < columns.size(); ++i) {
+            if (columns[i] == name) return i;
         }
         throw Error(ErrorCode::usage,
                     "mysql: the result has no column '" + std::string(name) + "'");
     }
-    /// Row `index`; throws Error when out of range.
+
+    const Cell& cell(std::size_t row, std::size_t column) const {
+        if (column >= columns.size()) {
+            throw Error(ErrorCode::usage, "mysql: column " + std::to_string(column) +
+                                              " out of range (" + std::to_string(columns.size()) +
+                                              " columns)");
+        }
+        return cells[row * columns.size() + column];
+    }
+};
+
+}  // namespace detail
+
+/// One row of a result. It shares ownership of the result's data, so it stays valid on its own:
+/// `auto row = conn.query(...)[0]; row.get<std::string>("name");` is safe.
+///
+/// get<std::string_view> (a view into the row's data) needs a named Row (`auto row = rows[0];`
+/// or `for (const auto& row : rows)`): on a temporary Row the view would dangle at the end of
+/// the statement, so the compiler refuses it.
+///
+/// Thread-safety: a Row is immutable; copies may be used from several threads at once.
+class Row {
+public:
+    /// The value of column `index` as T; NULL needs std::optional<T>. Throws Error{usage} on a
+    /// bad index, a NULL read as non-optional or a failed conversion (naming the column).
+    template <class T>
+    T get(std::size_t index) const& {
+        return detail::convert<T>(data_->cell(row_, index), data_->columns[index]);
+    }
+    /// On a temporary Row: every T except views (a view would dangle; compile error).
+    template <class T>
+    T get(std::size_t index) const&& {
+        static_assert(!detail::is_view<T>::value,
+                      "get<std::string_view> on a temporary Row: "
+                      "it would dangle; keep the row in a variable "
+                      "(auto row = ...;) or read std::string");
+        return detail::convert<T>(data_->cell(row_, index), data_->columns[index]);
+    }
+    /// The value of the column called `name` as T (see get(index)).
+    template <class T>
+    T get(std::string_view name) const& {
+        return get<T>(data_->column_index(name));
+    }
+    /// On a temporary Row: every T except views (see get(index) &&).
+    template <class T>
+    T get(std::string_view name) const&& {
+        static_assert(!detail::is_view<T>::value,
+                      "get<std::string_view> on a temporary Row: it would dangle; keep the row in "
+                      "a variable (auto row = ...;) or read std::string");
+        const std::size_t index = data_->column_index(name);
+        return detail::convert<T>(data_->cell(row_, index), data_->columns[index]);
+    }
+    /// Whether column `index` is NULL.
+    bool is_null(std::size_t index) const {
+        return std::holds_alternative<std::monostate>(data_->cell(row_, index));
+    }
+    /// The stored value of column `index` (a reference into data this Row keeps alive).
+    const Cell& cell(std::size_t index) const& { return data_->cell(row_, index); }
+    /// The stored value of column `index`, copied out of a temporary Row.
+    Cell cell(std::size_t index) const&& { return data_->cell(row_, index); }
+    /// The number of columns.
+    std::size_t size() const noexcept { return data_->columns.size(); }
+    /// Column names, in order.
+    const std::vector<std::string>& columns() const& noexcept { return data_->columns; }
+    /// Column names, copied out of a temporary Row.
+    std::vector<std::string> columns() const&& { return data_->columns; }
+
+private:
+    friend class ResultSet;
+    Row(std::shared_ptr<const detail::ResultData> data, std::size_t row) noexcept
+        : data_(std::move(data)), row_(row) {}
+    std::shared_ptr<const detail::ResultData> data_;
+    std::size_t row_;
+};
+
+/// All rows of one result, stored client-side; cheap to copy (the rows are shared and never
+/// change), not tied to the connection.
+///
+/// Thread-safety: immutable; copies and rows may be used from several threads at once.
+class ResultSet {
+public:
+    ResultSet() = default;
+    /// Builds a result set from column names and row-major cells (used by the connection);
+    /// throws Error{usage} when the cells do not fill whole rows.
+    ResultSet(std::vector<std::string> columns, std::vector<Cell> cells,
+              std::uint64_t affected_rows) {
+        if (columns.empty() ? !cells.empty() : cells.size() % columns.size() != 0) {
+            throw Error(ErrorCode::usage, "mysql: ResultSet cells do not fill whole rows");
+        }
+        auto data = std::make_shared<detail::ResultData>();
+        data->columns = std::move(columns);
+        data->cells = std::move(cells);
+        data->affected_rows = affected_rows;
+        data_ = std::move(data);
+    }
+
+    /// Number of rows.
+    std::size_t size() const noexcept { return data_ ? data_->rows() : 0; }
+    /// Whether there are no rows.
+    bool empty() const noexcept { return size() == 0; }
+    /// Column names, in order.
+    const std::vector<std::string>& columns() const& noexcept {
+        return data_ ? data_->columns : no_columns();
+    }
+    /// Column names, copied out of a temporary ResultSet.
+    std::vector<std::string> columns() const&& { return columns(); }
+    /// Index of the column called `name`; throws Error{usage} when there is none.
+    std::size_t column_index(std::string_view name) const {
+        if (!data_) {
+            throw Error(ErrorCode::usage,
+                        "mysql: the result has no column '" + std::string(name) + "'");
+        }
+        return data_->column_index(name);
+    }
+    /// Row `index`, which keeps the rows alive; throws Error{usage} when out of range.
     Row row(std::size_t index) const {
         if (index >= size()) {
             throw Error(ErrorCode::usage, "mysql: row " + std::to_string(index) +
                                               " out of range (" + std::to_string(size()) +
                                               " rows)");
         }
-        return Row(this, index);
+        return Row(data_, index);
     }
     /// Row `index` (checked, like row()).
     Row operator[](std::size_t index) const { return row(index); }
     /// Rows changed by the statement, for statements without a result set.
-    std::uint64_t affected_rows() const noexcept { return affected_rows_; }
-    /// The first column of the first row as T; throws Error when the result is empty.
+    std::uint64_t affected_rows() const noexcept { return data_ ? data_->affected_rows : 0; }
+    /// The first column of the first row as T; throws Error{usage} when the result is empty.
     template <class T>
-    T scalar() const {
+    T scalar() const& {
+        // A named row: a view stays valid as long as this result (which shares the data).
+        const Row first = row(0);
+        return first.get<T>(0);
+    }
+    /// On a temporary ResultSet: every T except views (a view would dangle; compile error).
+    template <class T>
+    T scalar() const&& {
+        static_assert(!detail::is_view<T>::value,
+                      "scalar<std::string_view> on a temporary ResultSet: it would dangle; keep "
+                      "the result in a variable or read std::string");
         return row(0).template get<T>(0);
     }
 
-    /// Forward iterator over rows.
+    /// Input iterator over rows; each Row it yields keeps the data alive.
     class iterator {
     public:
         using value_type = Row;
@@ -238,7 +414,7 @@ public:
         using pointer = void;
         using iterator_category = std::input_iterator_tag;
         iterator(const ResultSet* set, std::size_t row) noexcept : set_(set), row_(row) {}
-        Row operator*() const noexcept { return Row(set_, row_); }
+        Row operator*() const { return Row(set_->data_, row_); }
         iterator& operator++() noexcept {
             ++row_;
             return *this;
@@ -251,40 +427,21 @@ public:
         std::size_t row_;
     };
     /// First row.
-    iterator begin() const noexcept { return iterator(this, 0); }
+    iterator begin() const& noexcept { return iterator(this, 0); }
     /// Past the last row.
-    iterator end() const noexcept { return iterator(this, size()); }
+    iterator end() const& noexcept { return iterator(this, size()); }
+    /// Iterators into a temporary would dangle (range-for over a temporary is fine: it binds
+    /// the temporary to a reference first).
+    iterator begin() const&& = delete;
+    /// See begin() &&.
+    iterator end() const&& = delete;
 
 private:
-    friend class Row;
-    std::vector<std::string> columns_;
-    std::vector<Cell> cells_;
-    std::uint64_t affected_rows_ = 0;
-};
-
-inline const Cell& Row::cell(std::size_t index) const {
-    if (index >= set_->columns_.size()) {
-        throw Error(ErrorCode::usage, "mysql: column " + std::to_string(index) + " out of range (" +
-                                          std::to_string(set_->columns_.size()) + " columns)");
+    static const std::vector<std::string>& no_columns() noexcept {
+        static const std::vector<std::string> none;
+        return none;
     }
-    return set_->cells_[row_ * set_->columns_.size() + index];
-}
-
-inline bool Row::is_null(std::size_t index) const {
-    return std::holds_alternative<std::monostate>(cell(index));
-}
-
-inline std::size_t Row::size() const noexcept { return set_->columns_.size(); }
-
-template <class T>
-T Row::get(std::size_t index) const {
-    const Cell& value = cell(index);
-    return detail::convert<T>(value, set_->columns_[index]);
-}
-
-template <class T>
-T Row::get(std::string_view name) const {
-    return get<T>(set_->column_index(name));
-}
+    std::shared_ptr<const detail::ResultData> data_;
+};
 
 }  // namespace dbpool::mysql

@@ -22,8 +22,10 @@ struct UrlParts {
     std::vector<std::pair<std::string, std::string>> parameters;
 };
 
+// Error messages echo no text from before the URL's last '@': everything up to it may be part
+// of a password (the last '@' ends the user-info, and a password may contain '/', '?', ':',
+// '@' and '#' unencoded). Text after it (parameter names and values) is safe to name.
 [[noreturn]] inline void url_error(const std::string& what) {
-    // `what` never carries text from the user-info part, so no password can leak.
     throw Error(ErrorCode::invalid_options, "mysql URL: " + what);
 }
 
@@ -34,7 +36,8 @@ inline int hex_value(char c) noexcept {
     return -1;
 }
 
-// Decodes %XX escapes; `part` names the URL component for the error message.
+// Decodes %XX escapes; `part` names the URL component in the error. A decoded NUL byte is
+// refused: the C API takes C strings, so everything after it would be silently dropped.
 inline std::string percent_decode(std::string_view text, const char* part) {
     std::string out;
     out.reserve(text.size());
@@ -44,47 +47,78 @@ inline std::string percent_decode(std::string_view text, const char* part) {
             continue;
         }
         if (i + 2 >= text.size() || hex_value(text[i + 1]) < 0 || hex_value(text[i + 2]) < 0) {
-            url_error(std::string("bad percent-encoding in the ") + part);
+            url_error(std::string("bad percent-encoding in the ") + part +
+                      " ('%' must be followed by two hex digits; write a literal '%' as %25)");
         }
-        const int high = hex_value(text[i + 1]);
-        const int low = hex_value(text[i + 2]);
-        out += static_cast<char>(high * 16 + low);
+        const int value = hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]);
+        if (value == 0) url_error(std::string("the ") + part + " contains a NUL byte (%00)");
+        out += static_cast<char>(value);
         i += 2;
     }
     return out;
 }
 
+inline bool starts_with_ignoring_case(std::string_view text, std::string_view prefix) noexcept {
+    if (text.size() < prefix.size()) return false;
+    for (std::size_t i = 0; i < prefix.size(); ++i) {
+        char c = text[i];
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+        if (c != prefix[i]) return false;
+    }
+    return true;
+}
+
 // Splits mysql://[user[:password]@][host][:port][/database][?name=value&...].
-// Reserved characters in the user, password and database must be percent-encoded.
+//
+// The last '@' in the URL ends the user name and password, so a password may contain any
+// character, encoded or not; '@' anywhere else (a parameter value) must be written %40. The
+// user name ends at the first ':'. A port needs a host: "mysql://u@:3307/db" is refused rather
+// than guessed (an empty host usually means a missing variable in a template).
 inline UrlParts split_url(std::string_view url) {
-    UrlParts parts;
+    if (url.find('\0') != std::string_view::npos) url_error("the URL contains a NUL byte");
     std::string_view rest;
+    bool matched = false;
     for (std::string_view scheme : {"mysql://", "mariadb://"}) {
-        if (url.substr(0, scheme.size()) == scheme) rest = url.substr(scheme.size());
+        if (starts_with_ignoring_case(url, scheme)) {
+            rest = url.substr(scheme.size());
+            matched = true;
+        }
     }
-    if (rest.data() == nullptr) url_error("must start with mysql:// or mariadb://");
+    if (!matched) url_error("must start with mysql:// or mariadb://");
 
-    std::string_view query;
-    if (const auto q = rest.find('?'); q != std::string_view::npos) {
-        query = rest.substr(q + 1);
-        rest = rest.substr(0, q);
-    }
-    std::string_view authority = rest;
-    std::string_view path;
-    if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
-        authority = rest.substr(0, slash);
-        path = rest.substr(slash + 1);
-    }
-
-    if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
-        std::string_view userinfo = authority.substr(0, at);
-        authority = authority.substr(at + 1);
-        if (const auto colon = userinfo.find(':'); colon != std::string_view::npos) {
+    UrlParts parts;
+    std::string_view after = rest;
+    if (const auto at = rest.rfind('@'); at != std::string_view::npos) {
+        std::string_view userinfo = rest.substr(0, at);
+        after = rest.substr(at + 1);
+        const auto colon = userinfo.find(':');
+        const std::string_view user = userinfo.substr(0, colon);
+        if (user.find_first_of("/?#") != std::string_view::npos) {
+            // No password, and the '@' came from later in the URL: "h/db?socket=/a@b".
+            url_error(
+                "'/', '?' or '#' before the last '@': the last '@' ends the user name and "
+                "password, so write '@' elsewhere (e.g. in a parameter value) as %40");
+        }
+        parts.user = percent_decode(user, "user name");
+        if (colon != std::string_view::npos) {
             parts.password = percent_decode(userinfo.substr(colon + 1), "password");
             parts.has_password = true;
-            userinfo = userinfo.substr(0, colon);
         }
-        parts.user = percent_decode(userinfo, "user name");
+    }
+    if (after.find('#') != std::string_view::npos) {
+        url_error("'#' is only allowed in the password; elsewhere write it as %23");
+    }
+
+    std::string_view query;
+    if (const auto q = after.find('?'); q != std::string_view::npos) {
+        query = after.substr(q + 1);
+        after = after.substr(0, q);
+    }
+    std::string_view authority = after;
+    std::string_view path;
+    if (const auto slash = after.find('/'); slash != std::string_view::npos) {
+        authority = after.substr(0, slash);
+        path = after.substr(slash + 1);
     }
 
     if (!authority.empty() && authority.front() == '[') {
@@ -92,15 +126,16 @@ inline UrlParts split_url(std::string_view url) {
         if (close == std::string_view::npos) url_error("IPv6 host is missing its closing ']'");
         parts.host = std::string(authority.substr(1, close - 1));
         if (parts.host.empty()) url_error("empty IPv6 host '[]'");
-        std::string_view after = authority.substr(close + 1);
-        if (!after.empty()) {
-            if (after.front() != ':') url_error("unexpected text after the IPv6 host");
-            parts.port = std::string(after.substr(1));
+        std::string_view tail = authority.substr(close + 1);
+        if (!tail.empty()) {
+            if (tail.front() != ':') url_error("unexpected text after the IPv6 host");
+            parts.port = std::string(tail.substr(1));
             if (parts.port.empty()) url_error("empty port after ':'");
         }
     } else {
         const auto colon = authority.find(':');
-        if (colon != std::string_view::npos && authority.find(':', colon + 1) != authority.npos) {
+        if (colon != std::string_view::npos &&
+            authority.find(':', colon + 1) != std::string_view::npos) {
             url_error("an IPv6 host must be written in brackets, e.g. [::1]");
         }
         parts.host = std::string(authority.substr(0, colon));
@@ -109,9 +144,18 @@ inline UrlParts split_url(std::string_view url) {
             if (parts.port.empty()) url_error("empty port after ':'");
         }
     }
+    if (parts.host.find('%') != std::string::npos) {
+        url_error("the host must not be percent-encoded");
+    }
+    if (!parts.port.empty() && parts.host.empty()) {
+        url_error(
+            "the URL names a port but no host: write the host (127.0.0.1 or localhost for "
+            "TCP on this machine), or leave the port out and add ?socket=PATH for a unix "
+            "socket");
+    }
 
     if (path.find('/') != std::string_view::npos) {
-        url_error("the path must be a single database name");
+        url_error("the path must be a single database name (write '/' in it as %2F)");
     }
     parts.database = percent_decode(path, "database name");
 
@@ -123,8 +167,8 @@ inline UrlParts split_url(std::string_view url) {
         const auto eq = item.find('=');
         std::string name = percent_decode(item.substr(0, eq), "parameter name");
         if (eq == std::string_view::npos) url_error("parameter '" + name + "' has no value");
-        parts.parameters.emplace_back(std::move(name),
-                                      percent_decode(item.substr(eq + 1), "parameter value"));
+        std::string value = percent_decode(item.substr(eq + 1), "parameter value");
+        parts.parameters.emplace_back(std::move(name), std::move(value));
     }
     return parts;
 }
