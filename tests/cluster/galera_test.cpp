@@ -74,7 +74,7 @@ struct Outcomes {
         ++by_node[node.empty() ? "(acquire)" : node];
         if (on_victim) {
             ++on_dead_node;
-        } else if (error.native_code() == 1213) {
+        } else if (error.code() == dbpool::ErrorCode::transaction_conflict) {
             ++conflicts_elsewhere;
         } else {
             ++unexpected;
