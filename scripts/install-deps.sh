@@ -15,6 +15,7 @@ packages=(
     catch2
     libmariadb-dev libmariadb-dev-compat mariadb-server openssl
     libpq-dev postgresql
+    galera-4 rsync
     gnuplot-nox valgrind
     # bench/: the peer pools compared with dbpool (soci's needs Boost's headers for its
     # sessions, which Debian's libsoci-dev does not pull in).
