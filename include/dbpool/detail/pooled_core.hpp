@@ -224,16 +224,22 @@ public:
         if (closed_.exchange(true, std::memory_order_seq_cst)) return;
         std::vector<Slot*> idle;
         std::thread scheduler;
+        std::vector<std::thread> idle_workers;
         {
             Lock lock(mutex_);
             waiting_.wake_all();
             for (Waiter* waiter : validating_)
                 waiter->wake.notify_one();
             schedule_wake_->notify_all();
-            workers_.wake_all();
+            idle_workers = workers_.stop_idle_locked();
             idle = claim_all_idle_locked(lock);
             scheduler = std::move(scheduler_);
         }
+        // Idle workers end at once (tasks queued before close() end quickly: they see the pool
+        // closed); joining them means none is still exiting, inside a client library's
+        // thread-exit handlers, once the pool is gone. Busy ones end after their I/O.
+        for (std::thread& worker : idle_workers)
+            worker.join();
         if (scheduler.joinable()) {
             // A callback running on the maintenance thread may close the pool.
             if (scheduler.get_id() == std::this_thread::get_id()) {
@@ -560,7 +566,8 @@ private:
     }
 
     void run_validation(Slot& slot, Ticket& ticket) noexcept {
-        const bool alive = slot.steady->ping();  // the slot is ours while validating
+        // The slot is ours while validating. After close() nobody gets it: no I/O for it then.
+        const bool alive = !closed_.load() && slot.steady->ping();
         Lock lock(mutex_);
         Waiter* waiter = std::exchange(ticket.waiter, nullptr);
         if (alive && waiter != nullptr) {
@@ -1040,7 +1047,7 @@ private:
     }
 
     void run_keepalive(Slot& slot) noexcept {
-        if (slot.steady->ping()) {
+        if (closed_.load() || slot.steady->ping()) {  // after close(), offer() closes it
             slot.template move<S::pinging, E::ping_ok>();
             offer(slot, false);
             return;
@@ -1098,11 +1105,12 @@ private:
     // --- workers and events ------------------------------------------------------------------
 
     void post_locked(std::function<void()> task) {
-        workers_.post_locked(std::move(task), [self = this->shared_from_this()] {
-            prepare_thread();
-            Lock lock(self->mutex_);
-            self->workers_.run(lock, [&self] { return self->closed_.load(); });
-        });
+        workers_.post_locked(
+            std::move(task), [self = this->shared_from_this()](PoolWorkers::Worker* worker) {
+                prepare_thread();
+                Lock lock(self->mutex_);
+                self->workers_.run(lock, worker, [&self] { return self->closed_.load(); });
+            });
     }
 
     void emit(EventKind kind, const std::string& detail) const noexcept {
