@@ -306,11 +306,12 @@ public:
     /// The options this connection was made with.
     const SteadyOptions& options() const noexcept { return options_; }
 
-    /// For pools: whether a return under `policy` needs a round trip (a rollback or reset).
+    /// For pools: whether a return under `policy` needs reset_for_return(): a rollback or
+    /// reset, or (Reset::none) a decision to close a connection returned inside a transaction.
     bool needs_reset(Reset policy) const noexcept {
         Lock lock(mutex_);
         switch (policy) {
-            case Reset::none: return false;
+            case Reset::none:
             case Reset::rollback: return in_transaction_locked();
             case Reset::always:
             case Reset::full: return true;

@@ -415,16 +415,28 @@ TEST_CASE_METHOD(PoolFixture, "pool: reset policies on return", "[pool][reset]")
         CHECK_FALSE(h->in_transaction());
         CHECK(db->opens() == 1);
     }
-    SECTION("none: nothing is sent") {
+    SECTION("none: nothing is sent; one returned inside a transaction is closed") {
         options.reset = Reset::none;
         auto pool = make(options);
         { auto h = pool->connection(); }
+        CHECK(db->closes() == 0);
         {
             auto h = pool->connection();
             h.begin();
         }
         CHECK(db->rollbacks() == 0);
         CHECK(db->resets() == 0);
+        CHECK(db->closes() == 1);  // never handed on with the transaction open
+        {
+            auto h = pool->connection();
+            CHECK(id_of(h) == 2);
+            CHECK_FALSE(h->in_transaction());
+            h->raw().set_server_transaction(true);  // implicit, no begin(): closed just the same
+        }
+        CHECK(db->closes() == 2);
+        CHECK(db->rollbacks() == 0);
+        auto h = pool->connection();
+        CHECK(id_of(h) == 3);
     }
 }
 

@@ -33,8 +33,9 @@ struct PingTicket {
 };
 
 // Waiters in arrival order, and the rule for when a returned connection goes straight to the
-// oldest of them. Guarded by the pool's mutex, except the count, which the lock-free paths
-// read.
+// oldest of them. Guarded by the pool's mutex, except three words the lock-free paths read: the
+// count, whether the oldest is due a hand-off, and whether it is awake (will look again by
+// itself, so a returner need not wake it).
 //
 // Bounded hand-off: a running thread may take a free connection ahead of the waiters only
 // while the oldest has waited less than `handoff_after`; after that, returned connections go
@@ -60,6 +61,37 @@ public:
     // read is sequentially consistent: see PooledCore::give_back for the handshake it is part of.
     int count() const noexcept { return count_.load(std::memory_order_seq_cst); }
 
+    // Without the lock: whether the oldest waiter is due a hand-off, so that a running thread
+    // must leave the next free connection to it.
+    bool front_due() const noexcept {
+        return count_.load(std::memory_order_seq_cst) != 0 &&
+               front_due_.load(std::memory_order_relaxed);
+    }
+
+    // Without the lock: whether a returner may make its connection idle without waking anyone
+    // (the oldest waiter is awake and not yet due a hand-off). Sequentially consistent: the
+    // oldest clears `awake` before it looks at the slots (set_front_awake).
+    bool front_awake_and_not_due() const noexcept {
+        return front_awake_.load(std::memory_order_seq_cst) &&
+               !front_due_.load(std::memory_order_seq_cst);
+    }
+
+    // The oldest waiter says whether it will look for a connection again without being woken.
+    void set_front_awake(bool awake) noexcept {
+        front_awake_.store(awake, std::memory_order_seq_cst);
+    }
+
+    // When the oldest waiter becomes due a hand-off (max() with nobody waiting).
+    WaitClock::time_point front_due_at() const noexcept {
+        if (queue_.empty()) return WaitClock::time_point::max();
+        const auto by_age = saturating_add(queue_.front()->since, window_);
+        const auto by_spacing = saturating_add(last_handoff_, window_ / 10);
+        return std::max(by_age, by_spacing);
+    }
+
+    // The oldest waiter found itself due: running threads leave the next connection to it.
+    void mark_front_due() noexcept { front_due_.store(true, std::memory_order_seq_cst); }
+
     void push(Waiter& waiter) {
         queue_.push_back(&waiter);
         count_.fetch_add(1, std::memory_order_seq_cst);
@@ -72,7 +104,10 @@ public:
         if (it == queue_.end()) return;
         queue_.erase(it);
         count_.fetch_sub(1, std::memory_order_seq_cst);
-        if (was_front) wake_front();
+        if (was_front) {
+            front_due_.store(false, std::memory_order_seq_cst);
+            wake_front();
+        }
     }
 
     // The oldest waiter, removed from the queue, when it is due for a direct hand-off (or when
@@ -85,6 +120,8 @@ public:
         Waiter* waiter = queue_.front();
         queue_.pop_front();
         count_.fetch_sub(1, std::memory_order_seq_cst);
+        front_due_.store(false, std::memory_order_seq_cst);
+        front_awake_.store(false, std::memory_order_seq_cst);  // the next one sleeps: wake it
         last_handoff_ = now;
         return waiter;
     }
@@ -95,7 +132,16 @@ public:
     }
 
     void wake_front() noexcept {
-        if (!queue_.empty()) queue_.front()->wake.notify_one();
+        if (queue_.empty()) return;
+        front_awake_.store(true, std::memory_order_seq_cst);
+        queue_.front()->wake.notify_one();
+    }
+
+    // Wakes the oldest waiter unless it is awake already: one wake-up per sleep, not one per
+    // returned connection.
+    void wake_front_if_asleep() noexcept {
+        if (queue_.empty() || front_awake_.load(std::memory_order_seq_cst)) return;
+        wake_front();
     }
 
     void wake_all() noexcept {
@@ -107,6 +153,8 @@ public:
     void forget_all() noexcept {
         queue_.clear();
         count_.store(0, std::memory_order_relaxed);
+        front_due_.store(false, std::memory_order_relaxed);
+        front_awake_.store(false, std::memory_order_relaxed);
     }
 
 private:
@@ -114,6 +162,8 @@ private:
     std::deque<Waiter*> queue_;
     WaitClock::time_point last_handoff_{};
     alignas(64) std::atomic<int> count_{0};
+    std::atomic<bool> front_due_{false};
+    std::atomic<bool> front_awake_{false};
 };
 
 }  // namespace dbpool::detail

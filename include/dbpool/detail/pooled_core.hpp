@@ -14,6 +14,7 @@
 #include <dbpool/detail/pool_workers.hpp>
 #include <dbpool/detail/saturating.hpp>
 #include <dbpool/detail/slot_state.hpp>
+#include <dbpool/detail/slot_table.hpp>
 #include <dbpool/detail/validate_options.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
@@ -201,9 +202,12 @@ public:
         // slot returning and waits for it to become idle. With weaker orders both could miss,
         // and the waiter would sleep beside an idle connection.
         slot.template move<S::in_use, E::release>(std::memory_order_seq_cst);
-        if (fast_release_ && waiting_.count() == 0 && !closed_.load(std::memory_order_seq_cst)) {
+        if (fast_release_ && !closed_.load(std::memory_order_seq_cst) &&
+            (waiting_.count() == 0 || waiting_.front_awake_and_not_due())) {
+            // Nobody waits, or the oldest waiter is awake and will look again itself: no wake-up,
+            // no lock.
             Slot::publish(slot.idle_since, now);
-            affinity_entry(pool_id_) = AffinityEntry{pool_id_, &slot};
+            affinity_list(pool_id_).remember(pool_id_, &slot);
             slot.template move<S::returning, E::shelve>(std::memory_order_release);
             return;  // from here on the pool may be gone
         }
@@ -220,16 +224,22 @@ public:
         if (closed_.exchange(true, std::memory_order_seq_cst)) return;
         std::vector<Slot*> idle;
         std::thread scheduler;
+        std::vector<std::thread> idle_workers;
         {
             Lock lock(mutex_);
             waiting_.wake_all();
             for (Waiter* waiter : validating_)
                 waiter->wake.notify_one();
             schedule_wake_->notify_all();
-            workers_.wake_all();
+            idle_workers = workers_.stop_idle_locked();
             idle = claim_all_idle_locked(lock);
             scheduler = std::move(scheduler_);
         }
+        // Idle workers end at once (tasks queued before close() end quickly: they see the pool
+        // closed); joining them means none is still exiting, inside a client library's
+        // thread-exit handlers, once the pool is gone. Busy ones end after their I/O.
+        for (std::thread& worker : idle_workers)
+            worker.join();
         if (scheduler.joinable()) {
             // A callback running on the maintenance thread may close the pool.
             if (scheduler.get_id() == std::this_thread::get_id()) {
@@ -256,13 +266,13 @@ public:
         stats.connecting = static_cast<std::size_t>(connecting_);
         stats.waiting = waiting_.size();
         stats.maxconnections = static_cast<std::size_t>(options_.maxconnections);
-        for (const auto& slot : slots_) {
-            stats.acquired += slot->borrows.load(std::memory_order_relaxed);
+        for (Slot& slot : slots_) {
+            stats.acquired += slot.borrows.load(std::memory_order_relaxed);
             stats.usage.total += std::chrono::nanoseconds(
-                static_cast<std::int64_t>(slot->usage_total_ns.load(std::memory_order_relaxed)));
+                static_cast<std::int64_t>(slot.usage_total_ns.load(std::memory_order_relaxed)));
             stats.usage.max =
                 std::max(stats.usage.max, std::chrono::nanoseconds(static_cast<std::int64_t>(
-                                              slot->usage_max_ns.load(std::memory_order_relaxed))));
+                                              slot.usage_max_ns.load(std::memory_order_relaxed))));
         }
         stats.acquired += shared_handouts_;
         stats.usage.count = stats.acquired;
@@ -369,13 +379,28 @@ private:
         }
     }
 
-    // The slot this thread returned last, if it is idle: no lock, no state shared by all.
+    // An idle slot, claimed without the lock: first those this thread returned last (no state
+    // shared by all threads), then any. Not while the oldest waiter is due a hand-off: then the
+    // next free connection is its (bounded hand-off, see WaitQueue).
     Slot* claim_fast() noexcept {
-        if (waiting_.count() != 0) return nullptr;  // keep first come, first served
-        const AffinityEntry& entry = affinity_entry(pool_id_);
-        if (entry.pool_id != pool_id_) return nullptr;
-        Slot* slot = static_cast<Slot*>(entry.slot);
-        return slot->template apply<S::idle, E::claim>() ? slot : nullptr;
+        if (waiting_.front_due()) return nullptr;
+        AffinityList& mine = affinity_list(pool_id_);
+        if (mine.pool_id == pool_id_) {
+            for (void* remembered : mine.slots) {
+                if (remembered == nullptr) break;
+                Slot* slot = static_cast<Slot*>(remembered);
+                if (slot->load() == S::idle && slot->template apply<S::idle, E::claim>()) {
+                    return slot;
+                }
+            }
+        }
+        const std::size_t count = slots_.size();
+        const std::size_t start = count == 0 ? 0 : mine.scan_start % count;
+        for (std::size_t i = 0; i < count; ++i) {
+            Slot& slot = slots_[(start + i) % count];
+            if (slot.load() == S::idle && slot.template apply<S::idle, E::claim>()) return &slot;
+        }
+        return nullptr;
     }
 
     // Whether an owned connection may go to its borrower as it is: not past its lifetime, and
@@ -391,11 +416,11 @@ private:
     }
 
     Slot& acquire_slow(AcquireSite site, Slot* candidate, WaitClock::time_point deadline) {
-        const auto self = this->shared_from_this();  // a waiter keeps the pool's state alive
+        std::shared_ptr<PooledCore> self;  // taken before waiting: a waiter keeps the state alive
         Waiter waiter;
         waiter.since = WaitClock::now();
         for (;;) {
-            if (candidate == nullptr) candidate = &wait_for_slot(waiter, deadline);
+            if (candidate == nullptr) candidate = &wait_for_slot(waiter, deadline, self);
             if (closed_.load(std::memory_order_seq_cst)) {
                 candidate->template move<S::in_use, E::discard>();
                 retire(*candidate);
@@ -408,7 +433,8 @@ private:
                 candidate = nullptr;
                 continue;
             }
-            if (needs_ping(*candidate, now) && !validate_hand_out(*candidate, waiter, deadline)) {
+            if (needs_ping(*candidate, now) &&
+                !validate_hand_out(*candidate, waiter, deadline, self)) {
                 candidate = nullptr;  // it was dead and is being closed: look further
                 continue;
             }
@@ -421,7 +447,12 @@ private:
     // by a worker for the waiters. The result is owned (in_use). Throws pool_closed,
     // pool_exhausted, timeout or connect_failed (connects back off and nothing is in use that
     // could come back).
-    Slot& wait_for_slot(Waiter& waiter, WaitClock::time_point deadline) {
+    //
+    // Only the oldest waiter looks for a free connection; the others sleep until they are the
+    // oldest. The oldest sleeps until a returner hands it a connection or wakes it, until it is
+    // due a hand-off (then returners hand it the next one), or until its deadline.
+    Slot& wait_for_slot(Waiter& waiter, WaitClock::time_point deadline,
+                        std::shared_ptr<PooledCore>& self) {
         Lock lock(mutex_);
         bool queued = false;
         const auto leave = [&] {
@@ -437,26 +468,24 @@ private:
                 leave();
                 throw closed_error();
             }
-            const auto now = WaitClock::now();
-            if (queued ? waiting_.is_front(waiter) : waiting_.newcomer_may_take(now)) {
-                bool pending = false;
+            auto now = WaitClock::now();
+            const bool front = queued && waiting_.is_front(waiter);
+            // Before looking: from here on a returner either sees that the oldest waiter is
+            // asleep (and wakes it), or the oldest sees its slot returning (see give_back).
+            if (front) waiting_.set_front_awake(false);
+            bool pending = false;
+            if (queued ? front : waiting_.newcomer_may_take(now)) {
                 if (Slot* slot = claim_idle_locked(pending)) {
                     leave();
                     record_wait_locked(waiter.since);
                     return *slot;
-                }
-                if (pending) {
-                    // A slot is a few instructions from idle; its returner may need our lock.
-                    lock.unlock();
-                    std::this_thread::yield();
-                    lock.lock();
-                    continue;
                 }
             }
             if (!queued) {
                 if (!options_.blocking && at_limit_locked()) throw exhausted_locked(lock);
                 waiting_.push(waiter);
                 queued = true;
+                if (waiting_.is_front(waiter)) continue;  // look again, as the oldest
             }
             connect_for_waiters_locked();
             const TimePoint clock_now = Clock::now();
@@ -474,14 +503,27 @@ private:
                 throw timeout_locked(lock, waiter.since);
             }
             auto until = deadline;
-            if (backoff_.active(clock_now) && waiting_.is_front(waiter) && !at_limit_locked()) {
-                // Wake when the next connect may start, in case nothing comes back before.
-                until = std::min(until, saturating_add(now, backoff_.next_attempt() - clock_now));
+            if (waiting_.is_front(waiter)) {
+                // A slot mid-return is a few instructions from idle, unless its returner was
+                // preempted: look again shortly rather than spin while it cannot run.
+                if (pending) until = std::min(until, now + std::chrono::microseconds(100));
+                const auto due_at = waiting_.front_due_at();
+                if (now < due_at) until = std::min(until, due_at);
+                if (backoff_.active(clock_now) && !at_limit_locked()) {
+                    // Wake when the next connect may start, in case nothing comes back before.
+                    until =
+                        std::min(until, saturating_add(now, backoff_.next_attempt() - clock_now));
+                }
             }
+            if (!self) self = this->shared_from_this();
             if (until == WaitClock::time_point::max()) {
                 waiter.wake.wait(lock);
             } else {
                 waiter.wake.wait_until(lock, until);
+            }
+            now = WaitClock::now();
+            if (queued && waiting_.is_front(waiter) && now >= waiting_.front_due_at()) {
+                waiting_.mark_front_due();  // fast paths leave the next free connection to us
             }
         }
     }
@@ -489,7 +531,9 @@ private:
     // Pings an owned connection on a worker before it is handed out, waiting at most until
     // `deadline`. True: alive and ours. False: dead (a worker closes it). Throws timeout or
     // pool_closed; the ping goes on, and its connection is offered to the pool when it ends.
-    bool validate_hand_out(Slot& slot, Waiter& waiter, WaitClock::time_point deadline) {
+    bool validate_hand_out(Slot& slot, Waiter& waiter, WaitClock::time_point deadline,
+                           std::shared_ptr<PooledCore>& self) {
+        if (!self) self = this->shared_from_this();
         auto ticket = std::make_shared<Ticket>();
         ticket->waiter = &waiter;
         Lock lock(mutex_);
@@ -522,7 +566,8 @@ private:
     }
 
     void run_validation(Slot& slot, Ticket& ticket) noexcept {
-        const bool alive = slot.steady->ping();  // the slot is ours while validating
+        // The slot is ours while validating. After close() nobody gets it: no I/O for it then.
+        const bool alive = !closed_.load() && slot.steady->ping();
         Lock lock(mutex_);
         Waiter* waiter = std::exchange(ticket.waiter, nullptr);
         if (alive && waiter != nullptr) {
@@ -680,7 +725,7 @@ private:
         }
         Slot::publish(slot.idle_since, cheap_now<Clock>());
         slot.template move<S::returning, E::shelve>();
-        waiting_.wake_front();  // the oldest competes for it with running threads
+        waiting_.wake_front_if_asleep();  // the oldest competes for it with running threads
     }
 
     // Closes an owned `retiring` slot's connection (network I/O, so no lock is held) and frees
@@ -751,8 +796,7 @@ private:
             slot = free_slots_.back();
             free_slots_.pop_back();
         } else {
-            slots_.push_back(std::make_unique<Slot>());
-            slot = slots_.back().get();
+            slot = &slots_.grow();
         }
         slot->template move<S::empty, E::reserve>();  // empty slots belong to the lock holder
         slot->keep_alive = this->shared_from_this();
@@ -767,10 +811,10 @@ private:
 
     // An idle slot, claimed; `pending` when none was found but one is mid-return.
     Slot* claim_idle_locked(bool& pending) noexcept {
-        for (const auto& slot : slots_) {
-            const SlotState state = slot->load();
+        for (Slot& slot : slots_) {
+            const SlotState state = slot.load();
             if (state == S::returning) pending = true;
-            if (state == S::idle && slot->template apply<S::idle, E::claim>()) return slot.get();
+            if (state == S::idle && slot.template apply<S::idle, E::claim>()) return &slot;
         }
         return nullptr;
     }
@@ -780,9 +824,9 @@ private:
         std::vector<Slot*> claimed;
         for (;;) {
             bool pending = false;
-            for (const auto& slot : slots_) {
-                if (slot->template apply<S::idle, E::expire>()) claimed.push_back(slot.get());
-                if (slot->load() == S::returning) pending = true;
+            for (Slot& slot : slots_) {
+                if (slot.template apply<S::idle, E::expire>()) claimed.push_back(&slot);
+                if (slot.load() == S::returning) pending = true;
             }
             if (!pending) return claimed;
             lock.unlock();
@@ -793,8 +837,8 @@ private:
 
     StateCounts count_states_locked() const noexcept {
         StateCounts counts;
-        for (const auto& slot : slots_) {
-            switch (slot->load()) {
+        for (Slot& slot : slots_) {
+            switch (slot.load()) {
                 case S::idle: ++counts.idle; break;
                 case S::in_use:
                 case S::validating:
@@ -829,8 +873,8 @@ private:
         picture.connecting = connecting_ + attempting_;
         picture.waiting = static_cast<int>(waiting_.size());
         picture.backoff = backoff_.describe(now);
-        for (const auto& slot : slots_) {
-            const SlotState state = slot->load();
+        for (Slot& slot : slots_) {
+            const SlotState state = slot.load();
             switch (state) {
                 case S::idle: ++picture.idle; break;
                 case S::validating:
@@ -839,11 +883,11 @@ private:
                 case S::resetting: {
                     ++picture.in_use;
                     const auto held =
-                        now - Slot::time_of(slot->acquired_at.load(std::memory_order_relaxed));
+                        now - Slot::time_of(slot.acquired_at.load(std::memory_order_relaxed));
                     picture.held.push_back(
                         {std::chrono::duration_cast<std::chrono::milliseconds>(held),
-                         AcquireSite{slot->site_file.load(std::memory_order_relaxed),
-                                     slot->site_line.load(std::memory_order_relaxed)}});
+                         AcquireSite{slot.site_file.load(std::memory_order_relaxed),
+                                     slot.site_line.load(std::memory_order_relaxed)}});
                     break;
                 }
                 default: break;
@@ -941,8 +985,7 @@ private:
             Lock lock(mutex_);
             if (closed_.load()) return;
             int keep = open_;
-            for (const auto& owned : slots_) {
-                Slot& slot = *owned;
+            for (Slot& slot : slots_) {
                 const SlotState state = slot.load();
                 if (state == S::in_use) collect_leak(slot, now, leaks);
                 if (state != S::idle) continue;
@@ -1004,7 +1047,7 @@ private:
     }
 
     void run_keepalive(Slot& slot) noexcept {
-        if (slot.steady->ping()) {
+        if (closed_.load() || slot.steady->ping()) {  // after close(), offer() closes it
             slot.template move<S::pinging, E::ping_ok>();
             offer(slot, false);
             return;
@@ -1062,11 +1105,12 @@ private:
     // --- workers and events ------------------------------------------------------------------
 
     void post_locked(std::function<void()> task) {
-        workers_.post_locked(std::move(task), [self = this->shared_from_this()] {
-            prepare_thread();
-            Lock lock(self->mutex_);
-            self->workers_.run(lock, [&self] { return self->closed_.load(); });
-        });
+        workers_.post_locked(
+            std::move(task), [self = this->shared_from_this()](PoolWorkers::Worker* worker) {
+                prepare_thread();
+                Lock lock(self->mutex_);
+                self->workers_.run(lock, worker, [&self] { return self->closed_.load(); });
+            });
     }
 
     void emit(EventKind kind, const std::string& detail) const noexcept {
@@ -1083,8 +1127,7 @@ private:
         connecting_ = 0;
         attempting_ = 0;
         free_slots_.clear();
-        for (const auto& owned : slots_) {
-            Slot& slot = *owned;
+        for (Slot& slot : slots_) {
             if (slot.steady) slot.steady->abandon();
             if (slot.load() == S::in_use && slot.owner == me) {
                 ++open_;  // this thread's handle: it stays borrowed, its connection is gone
@@ -1127,8 +1170,8 @@ private:
     // Guarded by mutex_ (the waiter count excepted, see WaitQueue).
     alignas(64) mutable std::mutex mutex_;
     ForkLockRegistration fork_lock_{mutex_};
-    std::vector<std::unique_ptr<Slot>> slots_;  // never shrinks: slots are reused, not freed
-    std::vector<Slot*> free_slots_;             // empty slots, ready for reserve
+    SlotTable<Slot> slots_;  // never shrinks: slots are reused, not freed; read without the lock
+    std::vector<Slot*> free_slots_;  // empty slots, ready for reserve
     std::vector<Slot*> shared_;
     WaitQueue<Slot> waiting_;
     std::vector<Waiter*> validating_;  // acquirers waiting for a hand-out ping
