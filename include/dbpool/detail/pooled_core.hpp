@@ -8,6 +8,7 @@
 #include <dbpool/detail/connection_source.hpp>
 #include <dbpool/detail/creator.hpp>
 #include <dbpool/detail/fork_generation.hpp>
+#include <dbpool/detail/maintenance_rules.hpp>
 #include <dbpool/detail/pool_diagnostics.hpp>
 #include <dbpool/detail/pool_slot.hpp>
 #include <dbpool/detail/pool_waiters.hpp>
@@ -82,9 +83,6 @@ public:
         fast_release_ = options_.maxcached == 0 || (options_.maxconnections > 0 &&
                                                     options_.maxcached >= options_.maxconnections);
         ping_bypass_ = saturating_cast<Ticks>(options_.ping_bypass);
-        idle_timeout_ = saturating_cast<Ticks>(options_.idle_timeout);
-        keepalive_ = saturating_cast<Ticks>(options_.keepalive_interval);
-        leak_threshold_ = saturating_cast<Ticks>(options_.leak_threshold);
     }
 
     PooledCore(const PooledCore&) = delete;
@@ -687,7 +685,7 @@ private:
         if (held_ns > slot.usage_max_ns.load(std::memory_order_relaxed)) {
             slot.usage_max_ns.store(held_ns, std::memory_order_relaxed);
         }
-        if (leak_threshold_.count() <= 0) return;
+        if (!rules_.detects_leaks()) return;
         if (slot.leak_reported.exchange(0, std::memory_order_acq_rel) != borrow) return;
         LeakReport report;
         report.held = std::chrono::duration_cast<std::chrono::milliseconds>(held);
@@ -928,33 +926,16 @@ private:
 
     // --- maintenance -------------------------------------------------------------------------
 
-    bool maintenance_needed() const noexcept {
-        return options_.mincached > 0 || idle_timeout_.count() > 0 ||
-               options_.max_lifetime.count() > 0 || keepalive_.count() > 0 ||
-               leak_threshold_.count() > 0;
-    }
-
-    std::chrono::milliseconds maintenance_interval() const noexcept {
-        using std::chrono::milliseconds;
-        if (options_.maintenance_interval.count() > 0) return options_.maintenance_interval;
-        milliseconds interval = std::chrono::seconds(1);
-        for (milliseconds period : {options_.idle_timeout, options_.max_lifetime / 4,
-                                    options_.keepalive_interval / 2, options_.leak_threshold / 2}) {
-            if (period.count() > 0) interval = std::min(interval, period);
-        }
-        return std::max(interval, milliseconds(10));
-    }
-
     // The maintenance thread decides and never does I/O: it cannot freeze on a dead network,
     // and close() joins it at once. It sleeps until the next pass; an idle pool whose options
     // need no maintenance has no such thread at all.
     void start_scheduler_locked() {
-        if (!options_.background_maintenance || !maintenance_needed() || closed_.load()) return;
+        if (!options_.background_maintenance || !rules_.needed() || closed_.load()) return;
         scheduler_ = std::thread([self = this->shared_from_this()] { self->schedule(); });
     }
 
     void schedule() noexcept {
-        const auto interval = maintenance_interval();
+        const auto interval = rules_.interval();
         Lock lock(mutex_);
         auto next_pass = WaitClock::now() + interval;
         const unsigned generation = fork_generation_.load(std::memory_order_relaxed);
@@ -991,17 +972,17 @@ private:
                 if (state != S::idle) continue;
                 const auto idle_for =
                     now - Slot::time_of(slot.idle_since.load(std::memory_order_relaxed));
-                const bool expired = lifetime_over(slot, now);
-                const bool surplus = idle_timeout_.count() > 0 && idle_for >= idle_timeout_ &&
-                                     keep > options_.mincached;
-                const bool stale = keepalive_.count() > 0 && idle_for >= keepalive_;
-                if (expired || surplus) {
-                    if (!slot.template apply<S::idle, E::expire>()) continue;
-                    --keep;
-                    io.emplace_back([this, &slot] { retire(slot); });
-                } else if (stale) {
-                    if (!slot.template apply<S::idle, E::keepalive>()) continue;
-                    io.emplace_back([this, &slot] { run_keepalive(slot); });
+                switch (rules_.judge_idle(idle_for, lifetime_over(slot, now), keep)) {
+                    case IdleVerdict::keep: break;
+                    case IdleVerdict::expire:
+                        if (!slot.template apply<S::idle, E::expire>()) break;
+                        --keep;
+                        io.emplace_back([this, &slot] { retire(slot); });
+                        break;
+                    case IdleVerdict::keepalive:
+                        if (!slot.template apply<S::idle, E::keepalive>()) break;
+                        io.emplace_back([this, &slot] { run_keepalive(slot); });
+                        break;
                 }
             }
             if (!inline_io) {
@@ -1058,7 +1039,7 @@ private:
     }
 
     void collect_leak(Slot& slot, TimePoint now, std::vector<LeakReport>& leaks) {
-        if (leak_threshold_.count() <= 0) return;
+        if (!rules_.detects_leaks()) return;
         // The borrow number is stored after the acquire time: read it first, and again after,
         // so a borrow that began in between is not judged by its predecessor's time.
         const std::uint64_t borrow = slot.lent.load(std::memory_order_acquire);
@@ -1066,7 +1047,7 @@ private:
         const auto acquired = Slot::time_of(slot.acquired_at.load(std::memory_order_relaxed));
         if (slot.lent.load(std::memory_order_acquire) != borrow) return;
         const auto held = now - acquired;
-        if (held < leak_threshold_) return;
+        if (!rules_.leaked(held)) return;
         std::uint64_t reported = slot.leak_reported.load(std::memory_order_acquire);
         if (reported == borrow) return;
         if (!slot.leak_reported.compare_exchange_strong(reported, borrow)) return;
@@ -1161,9 +1142,7 @@ private:
     const std::uint64_t pool_id_;
     bool fast_release_ = true;
     Ticks ping_bypass_{};
-    Ticks idle_timeout_{};
-    Ticks keepalive_{};
-    Ticks leak_threshold_{};
+    MaintenanceRules<Ticks> rules_{options_};
     std::atomic<unsigned> fork_generation_{detail::fork_generation()};
     std::atomic<bool> closed_{false};
 
