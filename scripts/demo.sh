@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's demo: build dbpool's examples (Release, build/demo), start a throwaway MariaDB and
-# a throwaway PostgreSQL in temp dirs, run the four-scenario comparison on each, stop the servers.
+# a throwaway PostgreSQL in temp dirs, run quickstart, transactions and the four-scenario
+# comparison on each (with one line saying how to read it), stop and remove the servers.
 # Extra arguments go to `scenarios` and `pg_scenarios` (e.g. scripts/demo.sh --seconds 1
 # --threads 1,8). BACKENDS="mysql pg" (the default) chooses which backends run.
 set -euo pipefail
@@ -57,6 +58,22 @@ cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDBPOOL_BUILD_TESTS=OFF
     -DDBPOOL_BUILD_EXAMPLES=ON -DDBPOOL_INSTALL=OFF "${cmake_backends[@]}" >/dev/null
 cmake --build "$build" --target "${targets[@]}" -j2
 
+# How to read the comparison: one line, printed above each table.
+explain() {
+    echo "A request is one primary-key SELECT on a $1 table of 1000 rows; requests/s counts" \
+        "them over all threads, connections is how many connections the server saw opened" \
+        "during the run, p50/p99 the latency of one request in microseconds. Look for:" \
+        "new-connection opens one per request and is the slowest, global-mutex stops" \
+        "scaling with threads, persistent and pooled open one per thread and keep up."
+}
+
+# The server scripts end with hints for a server left running; this one is stopped and removed
+# when the demo ends, so the stop and env hints would mislead.
+start_server() {
+    "$@" | grep -v -E '^  (stop|env): '
+    echo "  (the demo stops it and removes its directory when it ends)"
+}
+
 # 3. Throwaway servers, stopped whatever happens next.
 mysql_dir=""
 pg_dir=""
@@ -69,7 +86,7 @@ trap cleanup EXIT INT TERM
 # 4. The comparison, per backend.
 if [[ $with_mysql -eq 1 ]]; then
     mysql_dir=$(mktemp -d /tmp/dbpool-demo-XXXXXX)
-    "$repo/scripts/mariadb.sh" start "$mysql_dir"
+    start_server "$repo/scripts/mariadb.sh" start "$mysql_dir"
     set -a
     # shellcheck disable=SC1091
     . "$mysql_dir/env"
@@ -78,11 +95,14 @@ if [[ $with_mysql -eq 1 ]]; then
     echo "==== MariaDB ===="
     "$build/examples/quickstart"
     echo
+    "$build/examples/transactions"
+    echo
+    explain MariaDB
     "$build/examples/scenarios" "$@"
 fi
 if [[ $with_pg -eq 1 ]]; then
     pg_dir=$(mktemp -d /tmp/dbpool-pgdemo-XXXXXX)
-    "$repo/scripts/postgres.sh" start "$pg_dir"
+    start_server "$repo/scripts/postgres.sh" start "$pg_dir"
     set -a
     # shellcheck disable=SC1091
     . "$pg_dir/env"
@@ -91,5 +111,6 @@ if [[ $with_pg -eq 1 ]]; then
     echo "==== PostgreSQL ===="
     "$build/examples/pg_quickstart"
     echo
+    explain PostgreSQL
     "$build/examples/pg_scenarios" "$@"
 fi

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages dbpool's build, tests, lint and benchmarks need.
+# Installs the Debian packages dbpool's build, tests, lint, API reference (doxygen) and benchmarks
+# need.
 #
 # Idempotent: does nothing (and needs no root) when everything is installed already. Otherwise
 # runs, as root (directly or through sudo), `apt-get update` and `apt-get install -y` for the
@@ -13,6 +14,7 @@ packages=(
     cmake g++ clang clang-format clang-tidy make pkg-config
     libc++-14-dev libc++abi-14-dev
     catch2
+    doxygen
     libmariadb-dev libmariadb-dev-compat mariadb-server openssl
     libpq-dev postgresql
     galera-4 rsync

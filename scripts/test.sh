@@ -17,14 +17,17 @@
 #    allocates and TSan cannot follow a child that starts threads (tests/fork_support.hpp), so
 #    this tree, without either, is where the concurrent fork tests run.
 # 5. scripts/lint.sh --format (clang-format check); with --tidy also clang-tidy (slow).
+# 6. scripts/docs.sh: the API reference with Doxygen, every warning an error (a public entity
+#    without a `///` comment fails it); about 2-5 s.
 #
 # The MySQL and PostgreSQL integration and fault tests start their own throwaway servers
 # through CTest fixtures (scripts/mariadb.sh, scripts/postgres.sh); no system MariaDB or
 # PostgreSQL service is used or started. The PostgreSQL backend is required (DBPOOL_WITH_PG=ON),
 # so a missing libpq fails the configure step instead of silently skipping its tests.
 #
-# Ends with one line "N passed, N failed": the sum of the ctest counts of both trees, plus one
-# check each for the lint steps; a configure or build failure counts as one failed check.
+# Ends with one line "N passed, N failed": the sum of the ctest counts of the trees, plus one
+# check each for the lint steps and the API reference; a configure or build failure counts as one
+# failed check.
 # Exit status is non-zero when anything failed.
 #
 # Environment: JOBS (build parallelism, default 2), CTEST_JOBS (ctest -j, default 1: the
@@ -44,7 +47,7 @@ for arg in "$@"; do
         --asan-only) trees=(asan) ;;
         --tsan-only) trees=(tsan) ;;
         --clang-only) trees=(clang) ;;
-        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -173,6 +176,15 @@ if [ "$with_tidy" -eq 1 ]; then
     else
         failed=$((failed + 1)); notes+=("lint: clang-tidy check failed")
     fi
+fi
+
+section "docs: API reference (doxygen, warnings are errors)"
+docs_start=$SECONDS
+if bash scripts/docs.sh; then
+    passed=$((passed + 1))
+    notes+=("docs: API reference built in $((SECONDS - docs_start)) s")
+else
+    failed=$((failed + 1)); notes+=("docs: doxygen reported undocumented or broken API docs")
 fi
 
 section "summary ($((SECONDS - start)) s)"

@@ -1,5 +1,9 @@
 #pragma once
 
+/// \file
+/// What the core needs from a connection type (ConnectionTraits), and how a failed statement
+/// left its connection (Failure).
+
 #include <dbpool/error.hpp>
 
 #include <exception>

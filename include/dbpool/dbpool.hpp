@@ -1,6 +1,13 @@
 #pragma once
 
-/// The core of dbpool: everything except database backends (see <dbpool/mysql.hpp>).
+/// \file
+/// The core of dbpool: everything except the database backends (<dbpool/mysql.hpp>,
+/// <dbpool/pg.hpp>), which include it.
+
+/// \namespace dbpool
+/// dbpool's core: SteadyConnection, PersistentPool and PooledPool over any connection type,
+/// their options, handles, errors and statistics. The backends live in dbpool::mysql and
+/// dbpool::pg.
 
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/error.hpp>

@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// dbpool::Error, the one exception type dbpool throws, and ErrorCode, what a caller branches on.
+
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -65,6 +68,8 @@ inline const char* to_string(ErrorCode code) noexcept {
 /// SQLSTATE in it. Messages never contain a password.
 class Error : public std::runtime_error {
 public:
+    /// An error of kind `code`; `message` is what() (say what failed and how to fix it, never a
+    /// password); backends pass the server's or client library's number and SQLSTATE.
     Error(ErrorCode code, const std::string& message, int native_code = 0,
           std::string sqlstate = {})
         : std::runtime_error(message),

@@ -6,6 +6,10 @@
 /// (the CMake target dbpool::mysql does this). Builds against MariaDB Connector/C and Oracle's
 /// libmysqlclient 8.0 or later.
 
+/// \namespace dbpool::mysql
+/// The MySQL/MariaDB backend: Connection (over MariaDB Connector/C or Oracle's libmysqlclient),
+/// ConnectOptions and the `mysql://` URL, Connector, ResultSet, and error classification.
+
 #if __has_include(<dbpool/dbpool.hpp>)
 #include <dbpool/dbpool.hpp>
 #endif

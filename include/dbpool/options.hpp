@@ -1,5 +1,9 @@
 #pragma once
 
+/// \file
+/// The options of the three classes (SteadyOptions, PersistentOptions, PoolOptions) with
+/// DBUtils' names, and the Ping bits and Reset policies.
+
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/pool_events.hpp>
 

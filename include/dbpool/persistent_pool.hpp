@@ -1,5 +1,9 @@
 #pragma once
 
+/// \file
+/// PersistentPool (DBUtils' PersistentDB): one steady connection per thread, and its handle
+/// PersistentConnection.
+
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/detail/affinity.hpp>
 #include <dbpool/detail/creator.hpp>
@@ -240,6 +244,14 @@ public:
 
     /// This thread's connection, opened on first use; pinged per the ping bits. Throws
     /// Error{pool_closed} or Error{connect_failed}.
+    ///
+    /// \par Thread-safety
+    /// Any thread; each thread gets its own connection, and its handle must stay on that
+    /// thread.
+    ///
+    /// \par Exception safety
+    /// Strong: when it throws, the thread holds no handle; a later call opens the connection
+    /// again.
     handle_type connection() {
         registry_->check_fork();
         Slot* slot = find_slot();

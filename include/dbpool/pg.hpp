@@ -6,6 +6,10 @@
 /// dbpool::pg::Connection. This is the only part of dbpool that includes <libpq-fe.h>; link
 /// libpq (the CMake target dbpool::pg does this).
 
+/// \namespace dbpool::pg
+/// The PostgreSQL backend: Connection over libpq, ConnectOptions (a libpq connection string),
+/// Connector, ResultSet, and error classification.
+
 #if __has_include(<dbpool/dbpool.hpp>)
 #include <dbpool/dbpool.hpp>
 #endif

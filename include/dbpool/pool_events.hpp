@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// PoolEvent and EventKind, what PoolOptions::on_event receives.
+
 #include <string>
 
 namespace dbpool {

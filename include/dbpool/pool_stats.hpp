@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// PoolStats, a snapshot of a pool's gauges and counters, and to_prometheus().
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -59,7 +62,7 @@ inline void prometheus_metric(std::string& out, std::string_view prefix, std::st
 }  // namespace detail
 
 /// Renders a snapshot in the Prometheus text exposition format; `labels` is inserted as is,
-/// e.g. `pool="orders"`.
+/// e.g. `pool="orders"`. A pure function of its arguments: any thread.
 inline std::string to_prometheus(const PoolStats& stats, std::string_view prefix = "dbpool",
                                  std::string_view labels = {}) {
     using detail::prometheus_metric;

@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// PooledConnection, the move-only handle that PooledPool::connection() returns.
+
 #include <dbpool/detail/handle_forwarding.hpp>
 #include <dbpool/detail/pooled_core.hpp>
 #include <dbpool/error.hpp>
@@ -58,7 +61,10 @@ public:
     /// Returns the connection to the pool.
     ~PooledConnection() { close(); }
 
-    /// Returns the connection to the pool; further use throws. Idempotent; never throws.
+    /// Returns the connection to the pool (PoolOptions::reset decides what is sent: by default a
+    /// ROLLBACK, and only when a transaction was left open); further use throws
+    /// Error{handle_closed}. Idempotent; never throws: a connection that cannot be reset is
+    /// closed instead of returned.
     void close() noexcept { give_back(false); }
 
     /// Returns the connection and has the pool close it (e.g. after a protocol error). On a

@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// PooledPool (DBUtils' PooledDB): a pool of steady connections shared by all threads.
+
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/detail/pooled_core.hpp>
 #include <dbpool/options.hpp>
@@ -22,8 +25,10 @@ inline AcquireSite caller_site(const char* file = __builtin_FILE(),
     return AcquireSite{file, line};
 }
 }  // namespace dbpool::detail
+/// The caller's file and line as an AcquireSite: the default argument of PooledPool::connection().
 #define DBPOOL_CALLER_SITE ::dbpool::detail::caller_site()
 #else
+/// An unknown AcquireSite: compilers without __builtin_FILE cannot name the caller.
 #define DBPOOL_CALLER_SITE \
     ::dbpool::AcquireSite {}
 #endif
@@ -49,6 +54,10 @@ public:
 
     /// Validates the options and opens mincached connections; throws Error{invalid_options}
     /// naming the field, or Error{connect_failed}.
+    ///
+    /// \par Exception safety
+    /// Strong: when it throws, the connections it opened are closed (one still being opened on a
+    /// pool thread is closed when its connect ends) and nothing of the pool stays in use.
     template <class Creator,
               class = std::enable_if_t<!std::is_same_v<std::decay_t<Creator>, PooledPool>>>
     explicit PooledPool(Creator&& creator, PoolOptions options = {})
@@ -70,6 +79,17 @@ public:
     /// Borrows a connection; with `shareable` and a thread-safe-sharing connection type it may
     /// be shared with other threads (maxshared). Throws Error{pool_exhausted} (non-blocking, at
     /// the limit), Error{timeout}, Error{pool_closed} or Error{connect_failed}.
+    ///
+    /// Keep the handle in a variable: `*pool.connection()` and `pool.connection()->...` do not
+    /// compile, because the temporary would return the connection at the end of the statement.
+    ///
+    /// \par Exception safety
+    /// Strong: when it throws, the caller holds nothing and the pool serves others as before
+    /// (a connection found dead on the way has been closed; stats() counts what was tried).
+    /// Never waits longer than acquire_timeout, pings and connects made for it included.
+    ///
+    /// \par Thread-safety
+    /// Any thread; waiters are served first come, first served.
     handle_type connection(bool shareable = true, AcquireSite site = DBPOOL_CALLER_SITE) {
         Core* core = core_.get();  // the pool object may be destroyed while this call waits
         if (shareable && core->options().maxshared > 0) {
@@ -93,9 +113,16 @@ public:
     /// closes idle connections; borrowed ones are closed when returned, and connections in the
     /// middle of a ping or connect when that ends. Never waits for network I/O in flight, so it
     /// returns promptly whatever the network does. Idempotent; never throws.
+    ///
+    /// \par Thread-safety
+    /// Any thread, also from an on_event or on_leak callback of this pool. After it returns, no
+    /// callback of this pool runs any more.
     void close() noexcept { core_->close(); }
 
-    /// A snapshot of the pool's counters.
+    /// A snapshot of the pool's counters, taken under the pool's lock (cheap: meant for scraping).
+    ///
+    /// \par Thread-safety
+    /// Any thread, also from a callback.
     PoolStats stats() const { return core_->stats(); }
 
     /// One maintenance pass now (needed only with background_maintenance = false).

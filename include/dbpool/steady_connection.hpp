@@ -1,5 +1,9 @@
 #pragma once
 
+/// \file
+/// SteadyConnection (DBUtils' SteadyDB): a connection that reopens itself and never loses a
+/// transaction silently.
+
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/detail/cheap_clock.hpp>
 #include <dbpool/detail/connection_source.hpp>
@@ -82,6 +86,12 @@ public:
 
     /// Runs `statement(Connection&)` as one protected statement: ping bit 4, maxusage, and a
     /// retry only when it certainly did not reach the server (outside a transaction).
+    ///
+    /// \par Exception safety
+    /// A failure the connection type classifies as Failure::none (a database, usage or
+    /// transaction_conflict error) leaves the connection open and usable. A broken connection
+    /// is dropped before the error is raised (connection_lost; transaction_lost inside a
+    /// transaction), and the next statement opens a new one.
     template <class F>
     decltype(auto) run(F&& statement) {
         Lock lock(mutex_);
@@ -139,6 +149,11 @@ public:
     /// connection broke, was closed or inherited by fork()) or when COMMIT certainly never
     /// reached the server, and Error{commit_unknown} when the connection broke during COMMIT:
     /// the transaction may or may not have been committed.
+    ///
+    /// \par Exception safety
+    /// Whatever it throws, begin()'s transaction has ended: after transaction_lost and
+    /// commit_unknown the connection has been dropped; after another error the server's status
+    /// (in_transaction()) tells whether a transaction is still open.
     void commit() {
         Lock lock(mutex_);
         notice_fork();

@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// Transaction: begins on construction, rolls back on destruction unless committed.
+
 #include <dbpool/error.hpp>
 
 #include <string>
@@ -25,7 +28,8 @@ public:
     Transaction(const Transaction&) = delete;
     Transaction& operator=(const Transaction&) = delete;
 
-    /// Rolls back unless committed or rolled back already; never throws.
+    /// Rolls back unless committed or rolled back already; never throws (a failed rollback
+    /// means the connection broke, and the server discards the transaction with it).
     ~Transaction() {
         if (!active_) return;
         try {
@@ -37,6 +41,12 @@ public:
 
     /// Commits; afterwards the destructor does nothing. Throws Error{handle_closed} when the
     /// transaction has already ended.
+    ///
+    /// \par Exception safety
+    /// The transaction counts as ended before COMMIT is sent, so when commit() throws the
+    /// destructor does not roll back again. The error code says what happened: transaction_lost
+    /// (rolled back: redo it), commit_unknown (it may have committed: check before redoing),
+    /// transaction_conflict (rolled back by the server: redo it).
     void commit() {
         require_active("commit");
         active_ = false;

@@ -1,5 +1,6 @@
-// Pool invariants under concurrency (SPEC 2.4, 2.5): the limit holds, every request completes,
-// nothing leaks, and close() during load neither hangs nor leaks. Run these under TSan.
+// Pool invariants under concurrency (docs/dbutils-differences.md: limits, close()): the limit
+// holds, every request completes, nothing leaks, and close() during load neither hangs nor
+// leaks. Run these under TSan.
 #include "pool_test_support.hpp"
 
 #include <dbpool/pooled_pool.hpp>

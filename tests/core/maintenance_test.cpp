@@ -1,5 +1,6 @@
-// Pool maintenance with a manual clock (SPEC 2.7, 2.9): idle timeout, max lifetime, keepalive,
-// mincached refill, connect backoff, leak detection. No test sleeps.
+// Pool maintenance with a manual clock (docs/dbutils-differences.md, "mincached filled only at
+// start"): idle timeout, max lifetime, keepalive, mincached refill, connect backoff, leak
+// detection. No test sleeps.
 #include "pool_test_support.hpp"
 
 #include <dbpool/pooled_pool.hpp>

@@ -1,5 +1,5 @@
 // Options validation: contradictions and out-of-range values are Error{invalid_options} naming
-// the field (SPEC 2.4).
+// the field (docs/dbutils-differences.md: contradictory limits).
 #include "fake_connection.hpp"
 
 #include <dbpool/persistent_pool.hpp>

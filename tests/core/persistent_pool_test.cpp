@@ -1,5 +1,5 @@
-// PersistentPool (SPEC 1 PersistentDB, 2.8): one connection per thread, closed at thread exit
-// or pool close, safely in either order.
+// PersistentPool (DBUtils' PersistentDB; docs/dbutils-differences.md): one connection per
+// thread, closed at thread exit or pool close, safely in either order.
 #include "pool_test_support.hpp"
 
 #include <dbpool/persistent_pool.hpp>

@@ -1,5 +1,5 @@
-// PooledPool (SPEC 1 PooledDB, 2.4 accounting, 2.5 closed state and timeouts, 2.6 reset,
-// 2.9 metrics), driven through the fake connection.
+// PooledPool (DBUtils' PooledDB; docs/dbutils-differences.md: accounting, closed state and
+// timeouts, reset, metrics), driven through the fake connection.
 #include "pool_test_support.hpp"
 
 #include <dbpool/pool_stats.hpp>

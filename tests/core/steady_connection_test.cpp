@@ -1,4 +1,5 @@
-// SteadyConnection (SPEC 1 SteadyDB, 2.1 retry rule, 2.2 transactions, 3 ping) and Transaction.
+// SteadyConnection (DBUtils' SteadyDB; docs/dbutils-differences.md: the retry rule,
+// transactions, ping) and Transaction.
 #include "fake_connection.hpp"
 
 #include <dbpool/steady_connection.hpp>

@@ -343,6 +343,23 @@ TEST_CASE("integer reads of DOUBLE cells check the exact range", "[mysql][result
     CHECK_THAT(error_of([&] { (void)rows[6].get<std::int32_t>(0); }), Catch::Contains("range"));
     CHECK(rows[6].get<std::int64_t>(0) == 4294967296);
     CHECK(rows[7].get<unsigned>(0) == 0U);
+    // Around 2^52 (from there on every double is whole) and infinities (whole, out of range).
+    const double inf = std::numeric_limits<double>::infinity();
+    const ResultSet edges({"v"},
+                          {Cell(4503599627370495.5), Cell(4503599627370496.0), Cell(-inf),
+                           Cell(inf), Cell(-4503599627370497.0), Cell(0.5), Cell(-1e-300)},
+                          0);
+    CHECK_THAT(error_of([&] { (void)edges[0].get<std::int64_t>(0); }),
+               Catch::Contains("non-integral"));
+    CHECK(edges[1].get<std::int64_t>(0) == 4503599627370496);
+    CHECK_THAT(error_of([&] { (void)edges[2].get<std::int64_t>(0); }), Catch::Contains("range"));
+    CHECK_THAT(error_of([&] { (void)edges[3].get<std::uint64_t>(0); }), Catch::Contains("range"));
+    CHECK(edges[4].get<std::int64_t>(0) == -4503599627370497);
+    CHECK_THAT(error_of([&] { (void)edges[5].get<int>(0); }), Catch::Contains("non-integral"));
+    CHECK_THAT(error_of([&] { (void)edges[6].get<int>(0); }), Catch::Contains("non-integral"));
+    // Infinity is a float too; only finite numbers beyond the type's range are refused.
+    CHECK(edges[3].get<float>(0) == std::numeric_limits<float>::infinity());
+    CHECK(edges[2].get<double>(0) == -inf);
     const ResultSet text({"v"}, {Cell(std::string("99999999999999999999"))}, 0);
     CHECK_THAT(error_of([&] { (void)text[0].get<std::int64_t>(0); }), Catch::Contains("range"));
 }

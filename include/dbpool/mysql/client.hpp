@@ -25,12 +25,14 @@
 /// Oracle's client library version as a number (80036 for 8.0.36); 0 for Connector/C.
 #define DBPOOL_MYSQL_ORACLE_VERSION_ID LIBMYSQL_VERSION_ID
 #else
+/// Oracle's client library version as a number (older headers: MYSQL_VERSION_ID).
 #define DBPOOL_MYSQL_ORACLE_VERSION_ID MYSQL_VERSION_ID
 #endif
 #if DBPOOL_MYSQL_ORACLE_VERSION_ID < 80000
 #error "dbpool::mysql needs Oracle's libmysqlclient 8.0 or later (or MariaDB Connector/C)"
 #endif
 #else
+/// 0: compiled against MariaDB Connector/C, not Oracle's library.
 #define DBPOOL_MYSQL_ORACLE_VERSION_ID 0
 #endif
 

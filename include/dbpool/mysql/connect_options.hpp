@@ -1,5 +1,9 @@
 #pragma once
 
+/// \file
+/// mysql::ConnectOptions (where and how to connect, TLS), and the `mysql://` URL that fills it
+/// (docs/mysql.md describes every parameter).
+
 #include <dbpool/error.hpp>
 #include <dbpool/mysql/url.hpp>
 
@@ -72,6 +76,7 @@ struct ConnectOptions {
 
     /// Parses `mysql://user:pass@host:3306/db?charset=utf8mb4&ssl-mode=required&...`; throws
     /// Error{invalid_options} naming the wrong part, never echoing the user name or password.
+    /// A pure function: any thread, no effect when it throws.
     ///
     /// The last '@' ends the user-info, so the password may hold any character; percent-encode
     /// '@' elsewhere (%40). A URL that names a port means TCP, also for "localhost"; a port

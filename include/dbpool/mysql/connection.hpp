@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// mysql::Connection: one MySQL/MariaDB connection over the C API.
+
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/mysql/client.hpp>
@@ -35,6 +38,10 @@ namespace dbpool::mysql {
 /// Thread-safety: use one Connection from one thread at a time (a pool guarantees this); with
 /// Oracle's client library, a thread must call prepare_thread() before using a connection that
 /// another thread opened (dbpool's pools do).
+///
+/// Exception safety: after Error{connection_lost} the connection is broken: close it (a
+/// SteadyConnection or a pool drops it by itself and opens a new one); after any other error it
+/// stays open, in sync and usable. A result is returned complete or not at all.
 class Connection {
 public:
     /// A MYSQL* must never be used by two threads at once, so pools must not share it.
@@ -123,7 +130,10 @@ public:
     }
 
     /// Runs `sql` with `?` placeholders bound to `args` (prepared, cached) or, without args,
-    /// through the text protocol; every result is read and discarded.
+    /// through the text protocol; every result is read and discarded. Arguments: integers,
+    /// bool, float/double, std::string, std::string_view, const char* (null is NULL), Blob,
+    /// std::optional of those (empty is NULL), std::nullopt; a wrong argument count is
+    /// Error{usage}.
     template <class... Args>
     ExecResult execute(std::string_view sql, const Args&... args) {
         return run(sql, detail::Keep::none, args...).status;
@@ -148,7 +158,8 @@ public:
     /// Prepares `sql` into the statement cache now (so errors surface early).
     void prepare(std::string_view sql) { statements_.prepare(session_, sql); }
 
-    /// `text` escaped for use inside a quoted SQL string literal (connection charset).
+    /// `text` escaped for use inside a quoted SQL string literal (connection charset). Prefer
+    /// placeholders: arguments bound to `?` need no escaping.
     std::string escape(std::string_view text) {
         std::string out(text.size() * 2 + 1, '\0');
         const unsigned long length = mysql_real_escape_string(

@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// mysql::Connector, the creator the pools take, made by mysql::connector().
+
 #include <dbpool/mysql/connect_options.hpp>
 #include <dbpool/mysql/connection.hpp>
 
@@ -10,7 +13,7 @@ namespace dbpool::mysql {
 
 /// A creator for dbpool's pools: each call opens a new Connection with the same options.
 ///
-/// Copyable and callable from any thread (it only reads its options).
+/// Thread-safety: copyable and callable from any thread (it only reads its options).
 class Connector {
 public:
     /// Validates `options` now, so a pool fails at construction rather than at first use.

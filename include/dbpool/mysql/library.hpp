@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// Client library start-up: mysql::ensure_library_init() and mysql::prepare_thread().
+
 #include <dbpool/error.hpp>
 #include <dbpool/mysql/client.hpp>
 

@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// mysql::ServerInfo: the flavour (MySQL or MariaDB) and version of the server connected to.
+
 #include <cstdint>
 #include <string>
 #include <string_view>

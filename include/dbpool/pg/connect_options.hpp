@@ -1,5 +1,9 @@
 #pragma once
 
+/// \file
+/// pg::ConnectOptions: a libpq connection string plus dbpool's timeouts, init statements and
+/// notice hook.
+
 #include <dbpool/error.hpp>
 #include <dbpool/pg/errors.hpp>
 
@@ -55,7 +59,8 @@ struct ConnectOptions {
     std::function<void(const Notice&)> on_notice;
 
     /// Options for a `postgresql://` URL or a keyword/value string; throws Error{invalid_options}
-    /// with libpq's complaint, never echoing what may be a password.
+    /// with libpq's complaint, never echoing what may be a password. Any thread; no effect
+    /// when it throws.
     static ConnectOptions from_url(std::string_view conninfo);
 
     /// Throws Error{invalid_options} naming the first field that is wrong.

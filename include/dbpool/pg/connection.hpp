@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// pg::Connection: one PostgreSQL connection over libpq, and its TransactionStatus.
+
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/pg/connect_options.hpp>
@@ -173,6 +176,11 @@ inline void drain_notifications(PGconn* conn) noexcept {
 /// `dbpool::Error`: `connection_lost` when the connection broke (native code a ClientError
 /// saying whether the statement can have reached the server), else the server's SQLSTATE
 /// mapped by error_code_for().
+///
+/// Exception safety: after Error{connection_lost} the connection is broken: close it (a
+/// SteadyConnection or a pool drops it by itself and opens a new one); after any other error it
+/// stays open and usable (inside a transaction the server has marked the transaction failed:
+/// only ROLLBACK helps). A result is returned complete or not at all.
 class Connection {
 public:
     /// A PGconn must never be used by two threads at once, so pools must not share it.
@@ -313,7 +321,9 @@ public:
     }
 
     /// Runs `sql` with `$1`... bound to `args` (prepared, cached) or, without args, through the
-    /// simple protocol; any rows are discarded.
+    /// simple protocol; any rows are discarded. Arguments: integers (an unsigned one above
+    /// INT64_MAX is Error{usage}), bool, float/double, std::string, std::string_view, const char*
+    /// (null is NULL), Blob (bytea), std::optional of those (empty is NULL), std::nullopt.
     template <class... Args>
     ExecResult execute(std::string_view sql, const Args&... args) {
         const detail::ResultPtr result = run(sql, args...);

@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// pg::Connector, the creator the pools take, made by pg::connector().
+
 #include <dbpool/pg/connect_options.hpp>
 #include <dbpool/pg/connection.hpp>
 
@@ -10,8 +13,8 @@ namespace dbpool::pg {
 
 /// A creator for dbpool's pools: each call opens a new Connection with the same options.
 ///
-/// Copyable and callable from any thread (it only reads its options; on_notice, if set, is
-/// shared by every connection it opens).
+/// Thread-safety: copyable and callable from any thread (it only reads its options;
+/// on_notice, if set, is shared by every connection it opens, so it must be thread-safe).
 class Connector {
 public:
     /// Validates `options` now, so a pool fails at construction rather than at first use.

@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// How PostgreSQL errors are classified for callers (ErrorCode) and pools (Failure).
+
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/error.hpp>
 

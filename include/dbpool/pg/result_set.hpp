@@ -1,5 +1,8 @@
 #pragma once
 
+/// \file
+/// pg::ResultSet and Row with get<T>() conversions; ExecResult, Blob and type OIDs.
+
 #include <dbpool/error.hpp>
 #include <dbpool/pg/errors.hpp>
 
@@ -343,18 +346,23 @@ public:
     /// Forward iterator over rows; valid while the ResultSet lives.
     class iterator {
     public:
-        using value_type = Row;
-        using difference_type = std::ptrdiff_t;
-        using reference = Row;
-        using pointer = void;
-        using iterator_category = std::input_iterator_tag;
+        using value_type = Row;                             ///< What `*it` yields.
+        using difference_type = std::ptrdiff_t;             ///< Distance between rows.
+        using reference = Row;                              ///< Rows are returned by value.
+        using pointer = void;                               ///< No `->`: use `(*it).get<T>()`.
+        using iterator_category = std::input_iterator_tag;  ///< `*it` is a value, not a reference.
+        /// Row `row` of `set`.
         iterator(const ResultSet* set, std::size_t row) noexcept : set_(set), row_(row) {}
+        /// The current row (it shares the result's data, so it may outlive the iterator).
         Row operator*() const { return Row(set_->data_, row_); }
+        /// The next row.
         iterator& operator++() noexcept {
             ++row_;
             return *this;
         }
+        /// Whether both point at the same row.
         bool operator==(const iterator& other) const noexcept { return row_ == other.row_; }
+        /// Whether they point at different rows.
         bool operator!=(const iterator& other) const noexcept { return row_ != other.row_; }
 
     private:

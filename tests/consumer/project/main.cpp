@@ -1,6 +1,7 @@
 // A program a dbpool user could write, built against the installed package.
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
+#include <dbpool/version.hpp>
 
 #if __has_include(<dbpool/dbpool.hpp>)
 #include <dbpool/dbpool.hpp>
@@ -20,15 +21,23 @@
 #endif
 
 #include <cstdio>
+#include <cstring>
 
 int main() {
+    // One version everywhere: the package find_package found and the installed headers agree.
+    if (std::strcmp(DBPOOL_CONSUMER_PACKAGE_VERSION, DBPOOL_VERSION_STRING) != 0) {
+        std::printf("dbpool consumer: package version %s but headers say %s\n",
+                    DBPOOL_CONSUMER_PACKAGE_VERSION, DBPOOL_VERSION_STRING);
+        return 1;
+    }
+
     const dbpool::Error error(dbpool::ErrorCode::pool_exhausted, "too many connections");
     if (error.code() != dbpool::ErrorCode::pool_exhausted) return 1;
 
     dbpool::PoolOptions options;
     options.maxconnections = 4;
-    std::printf("dbpool consumer: %s, maxconnections=%d\n", dbpool::to_string(error.code()),
-                options.maxconnections);
+    std::printf("dbpool consumer: dbpool %s, %s, maxconnections=%d\n", DBPOOL_VERSION_STRING,
+                dbpool::to_string(error.code()), options.maxconnections);
 
 #if defined(DBPOOL_CONSUMER_WITH_MYSQL)
     // Links against the client library through dbpool::mysql; connects to nothing.
