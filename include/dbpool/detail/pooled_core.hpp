@@ -31,7 +31,6 @@
 #include <exception>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -1079,8 +1078,16 @@ private:
         const std::int64_t spread = lifetime / 40;
         if (spread == 0) return lifetime;
         std::lock_guard<std::mutex> lock(mutex_);
-        std::uniform_int_distribution<std::int64_t> jitter(0, spread);
-        return lifetime - jitter(random_);
+        return lifetime -
+               static_cast<std::int64_t>(next_random() % (static_cast<std::uint64_t>(spread) + 1));
+    }
+
+    // splitmix64: enough to spread expiries, and spares every includer <random>'s compile cost.
+    std::uint64_t next_random() {
+        std::uint64_t z = (random_ += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30U)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27U)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31U);
     }
 
     // --- workers and events ------------------------------------------------------------------
@@ -1159,7 +1166,9 @@ private:
         std::make_unique<std::condition_variable>();
     std::thread scheduler_;
     ConnectBackoff<Clock> backoff_;
-    std::mt19937_64 random_{std::random_device{}()};
+    std::uint64_t random_ =  // seeded per pool and per run
+        reinterpret_cast<std::uintptr_t>(this) ^
+        static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
     int open_ = 0;        // connections open or being opened: the count maxconnections bounds
     int connecting_ = 0;  // slots whose connect is in flight
     int attempting_ = 0;  // connect attempts in flight (slots' and borrowers' reconnects)
