@@ -111,8 +111,10 @@ public:
 
     /// Refuses new requests, wakes waiters with Error{pool_closed}, stops maintenance and
     /// closes idle connections; borrowed ones are closed when returned, and connections in the
-    /// middle of a ping or connect when that ends. Never waits for network I/O in flight, so it
-    /// returns promptly whatever the network does. Idempotent; never throws.
+    /// middle of a ping or connect when that ends. Waits at most half a second for a ping or
+    /// connect in flight (so that no pool thread is inside the client library when the process
+    /// exits right after); one that takes longer, on a dead network, finishes in the background.
+    /// Idempotent; never throws.
     ///
     /// \par Thread-safety
     /// Any thread, also from an on_event or on_leak callback of this pool. After it returns, no

@@ -21,9 +21,11 @@ namespace dbpool::detail {
 // network. Each worker keeps the pool's state alive while it runs and exits after `linger`
 // without work, so an idle pool has no worker at all.
 //
-// At close(), idle workers are stopped and joined (so none of them is still exiting, running
-// its thread-exit handlers inside client libraries, after the pool is gone); busy ones finish
-// their task in the background and then end on their own.
+// At close(), every worker is told to stop and close() joins it: idle ones end at once, busy
+// ones after their task, waited for at most `close_grace`. A task still in its I/O after that
+// (a dead network) finishes in the background and its worker ends on its own. Joining matters
+// at process exit: a worker still inside a client library (a TLS or SCRAM handshake) while
+// exit() runs that library's cleanup crashes the process.
 //
 // Everything is guarded by the owner's mutex.
 class PoolWorkers {
@@ -91,19 +93,44 @@ public:
         if (!self->joined) self->thread.detach();  // nobody will join an exit of its own
         workers_.erase(std::find_if(workers_.begin(), workers_.end(),
                                     [self](const Worker& worker) { return &worker == self; }));
+        ended_->notify_all();  // close() may be waiting for this one
     }
 
-    // At close: the idle workers' threads, to be joined without the lock (each ends at once);
-    // busy workers end by themselves after their task.
-    std::vector<std::thread> stop_idle_locked() {
-        std::vector<std::thread> idle;
+    // At close: every worker's thread, to be joined (or detached by stop_locked) without the
+    // lock. Idle workers end at once; busy ones after their task.
+    std::vector<std::pair<const Worker*, std::thread>> stop_all_locked() {
+        std::vector<std::pair<const Worker*, std::thread>> stopping;
         for (Worker& worker : workers_) {
-            if (worker.busy || worker.joined) continue;
+            if (worker.joined) continue;
             worker.joined = true;
-            idle.push_back(std::move(worker.thread));
+            stopping.emplace_back(&worker, std::move(worker.thread));
         }
         wake_->notify_all();
-        return idle;
+        return stopping;
+    }
+
+    // Waits, with `lock` held, until every worker in `stopping` has left its loop or until
+    // `deadline`; those still running then are detached and end on their own. The caller joins
+    // the rest. A worker that is the calling thread is detached at once (a callback on it closed
+    // the pool).
+    template <class Lock>
+    void stop_locked(Lock& lock, std::vector<std::pair<const Worker*, std::thread>>& stopping,
+                     std::chrono::steady_clock::time_point deadline) {
+        const auto running = [this](const Worker* worker) {
+            return std::any_of(workers_.begin(), workers_.end(),
+                               [worker](const Worker& w) { return &w == worker; });
+        };
+        for (auto& [worker, thread] : stopping) {
+            if (thread.get_id() == std::this_thread::get_id()) thread.detach();
+        }
+        ended_->wait_until(lock, deadline, [&] {
+            return std::none_of(stopping.begin(), stopping.end(), [&](const auto& entry) {
+                return entry.second.joinable() && running(entry.first);
+            });
+        });
+        for (auto& [worker, thread] : stopping) {
+            if (thread.joinable() && running(worker)) thread.detach();
+        }
     }
 
     // In a child after fork(): the workers were threads of the parent; their tasks die too.
@@ -116,11 +143,17 @@ public:
         workers_.clear();
         static_cast<void>(wake_.release());
         wake_ = std::make_unique<std::condition_variable>();
+        static_cast<void>(ended_.release());
+        ended_ = std::make_unique<std::condition_variable>();
         tasks_.clear();
         idle_ = 0;
     }
 
     static constexpr std::chrono::seconds linger{2};
+    // How long close() waits for tasks in flight: long enough for a connect or ping on a live
+    // network (a TLS handshake under a sanitizer), short enough for close() to return within a
+    // second whatever the network does.
+    static constexpr std::chrono::milliseconds close_grace{500};
 
 private:
     int max_threads_;
@@ -128,6 +161,7 @@ private:
     std::list<Worker> workers_;  // stable addresses: each thread keeps a pointer to its own
     std::deque<Task> tasks_;
     std::unique_ptr<std::condition_variable> wake_ = std::make_unique<std::condition_variable>();
+    std::unique_ptr<std::condition_variable> ended_ = std::make_unique<std::condition_variable>();
 };
 
 }  // namespace dbpool::detail

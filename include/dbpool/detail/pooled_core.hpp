@@ -215,28 +215,35 @@ public:
 
     // Refuses new requests, wakes every waiter with pool_closed, stops maintenance and closes
     // idle connections; borrowed ones are closed when they come back, those in a worker's
-    // hands when its I/O ends. Never waits for network I/O in flight. Idempotent.
+    // hands when its I/O ends. Waits for I/O in flight at most PoolWorkers::close_grace.
     void close() noexcept {
         check_fork();  // a child must not close the parent's connections
         if (closed_.exchange(true, std::memory_order_seq_cst)) return;
         std::vector<Slot*> idle;
         std::thread scheduler;
-        std::vector<std::thread> idle_workers;
+        auto workers = decltype(workers_.stop_all_locked()){};
         {
             Lock lock(mutex_);
             waiting_.wake_all();
             for (Waiter* waiter : validating_)
                 waiter->wake.notify_one();
             schedule_wake_->notify_all();
-            idle_workers = workers_.stop_idle_locked();
+            workers = workers_.stop_all_locked();
             idle = claim_all_idle_locked(lock);
             scheduler = std::move(scheduler_);
         }
         // Idle workers end at once (tasks queued before close() end quickly: they see the pool
-        // closed); joining them means none is still exiting, inside a client library's
-        // thread-exit handlers, once the pool is gone. Busy ones end after their I/O.
-        for (std::thread& worker : idle_workers)
-            worker.join();
+        // closed); busy ones after their I/O, waited for at most PoolWorkers::close_grace.
+        // Joining them means none is still inside a client library (or its thread-exit
+        // handlers) once close() returns, e.g. when the process exits right after.
+        {
+            Lock lock(mutex_);
+            workers_.stop_locked(lock, workers,
+                                 std::chrono::steady_clock::now() + PoolWorkers::close_grace);
+        }
+        for (auto& entry : workers) {
+            if (entry.second.joinable()) entry.second.join();
+        }
         if (scheduler.joinable()) {
             // A callback running on the maintenance thread may close the pool.
             if (scheduler.get_id() == std::this_thread::get_id()) {
