@@ -42,6 +42,7 @@
 
 #include "bench_support.hpp"
 #include "peer_pools.hpp"
+#include "request_runner.hpp"
 
 namespace {
 
@@ -70,103 +71,18 @@ std::int64_t select_one(Conn& connection, int id) {
     return connection.query(select_sql, id).template scalar<std::int64_t>();
 }
 
-// A tiny per-thread random id in 1..table_rows (xorshift; no shared state).
-struct Ids {
-    std::uint32_t state;
-    int next() noexcept {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        return static_cast<int>(state % table_rows) + 1;
-    }
-};
+using dbpool_bench::MakeRequest;
+using dbpool_bench::Request;
+using dbpool_bench::RunResult;
 
-using Request = std::function<std::int64_t(int id)>;
-// Runs on each worker thread before the clock starts (e.g. opens its dedicated connection).
-using MakeRequest = std::function<Request()>;
-
-struct RunResult {
-    long requests = 0;
-    double seconds = 0;
-    long errors = 0;
-    std::string first_error;
-    double rps() const { return seconds > 0 ? requests / seconds : 0; }
-};
-
-// Starts `threads` workers, lets each prepare and warm up with one request, then measures
-// completed requests for `seconds` of wall time.
 RunResult run_threads(int threads, double seconds, long max_requests, const MakeRequest& make) {
-    std::mutex mutex;
-    std::condition_variable changed;
-    int ready = 0;
-    bool go = false;
-    std::atomic<bool> stop{false};
-    std::atomic<long> total{0};
-    std::atomic<long> errors{0};
-    std::string first_error;
-    std::atomic<std::int64_t> sink{0};
-
-    const auto note_error = [&](const char* what) {
-        errors.fetch_add(1);
-        std::lock_guard<std::mutex> lock(mutex);
-        if (first_error.empty()) first_error = what;
-    };
-
-    std::vector<std::thread> workers;
-    workers.reserve(static_cast<std::size_t>(threads));
-    for (int t = 0; t < threads; ++t) {
-        workers.emplace_back([&, t] {
-            dbpool::mysql::prepare_thread();
-            Ids ids{static_cast<std::uint32_t>(2654435761u * (t + 1))};
-            Request request;
-            try {
-                request = make();
-                sink.fetch_add(request(ids.next()));  // warm-up: connect, prepare
-            } catch (const std::exception& error) {
-                note_error(error.what());
-            }
-            {
-                std::unique_lock<std::mutex> lock(mutex);
-                ++ready;
-                changed.notify_all();
-                changed.wait_for(lock, std::chrono::seconds(120), [&] { return go; });
-            }
-            if (!request) return;
-            long done = 0;
-            std::int64_t local = 0;
-            while (!stop.load(std::memory_order_relaxed) && done < max_requests) {
-                try {
-                    local += request(ids.next());
-                    ++done;
-                } catch (const std::exception& error) {
-                    note_error(error.what());
-                    if (errors.load() > 100) break;
-                }
-            }
-            total.fetch_add(done);
-            sink.fetch_add(local);
-        });
-    }
-    Clock::time_point start;
-    {
-        std::unique_lock<std::mutex> lock(mutex);
-        changed.wait_for(lock, std::chrono::seconds(120), [&] { return ready == threads; });
-        go = true;
-        start = Clock::now();
-        changed.notify_all();
-    }
-    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-    stop.store(true);
-    const auto end = Clock::now();
-    for (auto& worker : workers)
-        worker.join();
-    RunResult result;
-    result.requests = total.load();
-    result.seconds = std::chrono::duration<double>(end - start).count();
-    result.errors = errors.load();
-    result.first_error = first_error;
-    if (sink.load() == -1) std::puts("");  // keeps the reads observable
-    return result;
+    dbpool_bench::RunSettings run;
+    run.threads = threads;
+    run.seconds = seconds;
+    run.max_requests = max_requests;
+    run.rows = table_rows;
+    run.on_thread_start = [] { dbpool::mysql::prepare_thread(); };
+    return dbpool_bench::run_requests(run, make);
 }
 
 // Reads pool.stats() once per second while a run lasts (the "observability on" cost).
