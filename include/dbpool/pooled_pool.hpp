@@ -42,6 +42,15 @@ namespace dbpool {
 /// users can reach it (or in a shared_ptr). Destroying it closes it (see close()): a thread
 /// waiting in connection() gets Error{pool_closed}, and connections still borrowed are closed
 /// when their handles return them, which stays safe after the pool object is gone.
+///
+/// Where connections are opened: connects, hand-out pings and keepalives run on the pool's
+/// worker threads, and a caller waits for them only up to its acquire_timeout. One exception:
+/// when nothing is idle, nobody is waiting, the pool is below maxconnections, no setsession
+/// statements are configured and the creator promises a bound (a `connect_bound()` member, as
+/// the backends' connectors have for IP addresses and unix sockets) that fits the caller's
+/// deadline, the caller opens its connection itself, as DBUtils does. The wait is then just as
+/// bounded, and a connection starts on the thread that uses it, which the OS scheduler rewards
+/// (measured in docs/benchmarks.md).
 template <class Connection, class Clock = std::chrono::steady_clock>
 class PooledPool {
     using Core = detail::PooledCore<Connection, Clock>;

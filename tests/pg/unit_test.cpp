@@ -130,6 +130,35 @@ TEST_CASE("describe() and the connect timeout come from the connection string", 
     CHECK(options.describe() == "(default host):5");
 }
 
+TEST_CASE("the connector's bound: known only when no host name must be resolved", "[pg][unit]") {
+    using std::chrono::seconds;
+    const auto bound = [](const ConnectOptions& options) {
+        return dbpool::pg::connector(options).connect_bound();
+    };
+    ConnectOptions options = conninfo("postgresql://app:pw@127.0.0.1:5432/shop");
+    CHECK(bound(options) == options.connect_timeout);
+    options.conninfo = "postgresql://app@[::1]:5432/shop?connect_timeout=3";
+    CHECK(bound(options) == seconds(3));
+    options.conninfo = "host=/run/postgresql dbname=x";  // a unix socket directory
+    CHECK(bound(options) == options.connect_timeout);
+    options.conninfo = "host=10.0.0.1,/run/pg,::1 dbname=x";  // every host of a list
+    CHECK(bound(options).has_value());
+    options.conninfo = "host=db.example hostaddr=10.0.0.1 dbname=x";  // hostaddr: no lookup
+    CHECK(bound(options).has_value());
+    // A name has to be resolved, and resolution has no bound: connects stay on pool workers.
+    options.conninfo = "postgresql://app@db.example/shop";
+    CHECK_FALSE(bound(options).has_value());
+    options.conninfo = "host=10.0.0.1,localhost dbname=x";
+    CHECK_FALSE(bound(options).has_value());
+    // Init statements add a write and a read bound each; without those bounds, none at all.
+    options.conninfo = "host=127.0.0.1";
+    options.init_statements = {"SET a = 1", "SET b = 2"};
+    CHECK(bound(options) ==
+          options.connect_timeout + 2 * (options.read_timeout + options.write_timeout));
+    options.read_timeout = seconds(0);
+    CHECK_FALSE(bound(options).has_value());
+}
+
 TEST_CASE("server errors map to error codes and failure classes", "[pg][unit]") {
     using dbpool::pg::classify_exception;
     using dbpool::pg::error_code_for;

@@ -1,7 +1,9 @@
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -27,6 +29,26 @@ std::shared_ptr<const Creator<Connection>> make_creator(F&& factory) {
             [factory = std::forward<F>(factory)]() mutable {
                 return std::make_unique<Connection>(factory());
             });
+    }
+}
+
+// A creator may say how long one call can block at most, when it knows: a member
+// `std::optional<std::chrono::milliseconds> connect_bound() const` (the backends' connectors
+// have one). A pool then lets a caller open its own connection when that bound fits in the
+// caller's deadline; without one, connects run on the pool's workers.
+template <class F, class = void>
+struct HasConnectBound : std::false_type {};
+template <class F>
+struct HasConnectBound<F, std::void_t<decltype(std::declval<const F&>().connect_bound())>>
+    : std::true_type {};
+
+template <class F>
+std::optional<std::chrono::milliseconds> connect_bound_of(const F& creator) {
+    if constexpr (HasConnectBound<F>::value) {
+        return std::optional<std::chrono::milliseconds>(creator.connect_bound());
+    } else {
+        static_cast<void>(creator);
+        return std::nullopt;
     }
 }
 
