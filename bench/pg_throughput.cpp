@@ -188,10 +188,10 @@ int run(int argc, char** argv) {
     std::vector<Sample> samples;
     for (int round = 0; round < s.rounds; ++round) {
         for (int threads : s.threads) {
-            // Rotate the order each round so no variant always runs first or last.
+            // Varied each round (run_order): no variant always first, last or after another.
             std::map<std::string, RunResult> runs;
             for (std::size_t k = 0; k < list.size(); ++k) {
-                const auto& [name, variant] = list[(k + round) % list.size()];
+                const auto& [name, variant] = list[dbpool_bench::run_order(k, round, list.size())];
                 runs[name] = variant(threads, s);
                 const RunResult& r = runs[name];
                 std::printf("  round %d threads %2d %-20s %9.0f req/s%s%s\n", round + 1, threads,

@@ -50,6 +50,15 @@ struct RunSettings {
     std::function<void()> on_thread_start;  // e.g. the client library's per-thread set-up
 };
 
+// Which variant runs k-th of `count` in `round`: the order rotates every other round so no
+// variant always runs first or last, and reverses in between so no variant always runs right
+// after the same one. (Rotation alone keeps the cyclic order: a variant that leaves the server
+// busy, like connecting per request, then slows the same successor in most rounds.)
+inline std::size_t run_order(std::size_t k, int round, std::size_t count) {
+    const std::size_t rotated = (k + static_cast<std::size_t>(round / 2)) % count;
+    return round % 2 == 0 ? rotated : count - 1 - rotated;
+}
+
 // Starts the workers, lets each prepare and warm up with one request, then measures completed
 // requests for `seconds` of wall time.
 inline RunResult run_requests(const RunSettings& settings, const MakeRequest& make) {
