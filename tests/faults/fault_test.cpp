@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -629,6 +630,125 @@ TEST_CASE("64 threads on 4 connections never deadlock and a non-blocking pool re
     CHECK(refusal_code == ErrorCode::pool_exhausted);
     CHECK(refusal.find("too many connections") != std::string::npos);
     CHECK(small.stats().exhausted == 1);
+}
+
+// Database up but full: the server is at max_connections (MariaDB error 1040). The pool must
+// serve its callers with the connections it got, back off its connects, and never tell a
+// caller the database is down while a connection it holds can come back.
+TEST_CASE("database up but full: a pool at the server's max_connections serves its callers",
+          "[faults][full]") {
+    REQUIRE(ensure_server_up());
+    Connection admin = admin_connection();
+    // A user without CONNECTION ADMIN, which the test user has and which lifts the limit.
+    const std::string crowd_password = "crowd-test-pw";
+    for (const char* host : {"127.0.0.1", "localhost"}) {
+        admin.execute(std::string("CREATE USER IF NOT EXISTS 'dbpool_crowd'@'") + host +
+                      "' IDENTIFIED BY '" + crowd_password + "'");
+        admin.execute("GRANT SELECT ON " + fault_server().database + ".* TO 'dbpool_crowd'@'" +
+                      host + "'");
+    }
+    ConnectOptions crowd = fault_server().tcp();
+    crowd.user = "dbpool_crowd";
+    crowd.password = crowd_password;
+
+    const long saved_limit = admin.query("SELECT @@GLOBAL.max_connections").scalar<long>();
+    struct Restore {  // also when a REQUIRE below fails
+        Connection& admin;
+        long limit;
+        ~Restore() {
+            try {
+                admin.execute("SET GLOBAL max_connections = " + std::to_string(limit));
+            } catch (...) {
+            }
+        }
+    } restore{admin, saved_limit};
+    admin.execute("SET GLOBAL max_connections = 10");  // MariaDB's smallest
+
+    // Fill the server until it refuses, then free exactly 3 places.
+    std::vector<Connection> fillers;
+    int refused_number = 0;
+    for (int i = 0; i < 20 && refused_number == 0; ++i) {
+        try {
+            fillers.emplace_back(crowd);
+        } catch (const Error& error) {
+            refused_number = error.native_code();
+        }
+    }
+    REQUIRE(refused_number == 1040);
+    REQUIRE(fillers.size() >= 3);
+    fillers.erase(fillers.end() - 3, fillers.end());
+    // The server notices the closes asynchronously: wait until a connect gets through again.
+    REQUIRE(eventually(
+        [&] {
+            try {
+                Connection probe(crowd);
+                return true;
+            } catch (const Error&) {
+                return false;
+            }
+        },
+        5s));
+
+    std::mutex events_mutex;
+    std::vector<std::string> connect_failures;
+    PoolOptions options;
+    options.maxconnections = 8;
+    options.blocking = true;
+    options.acquire_timeout = 5s;
+    options.ping = Ping::never;
+    options.on_event = [&](const dbpool::PoolEvent& event) {
+        if (event.kind != dbpool::EventKind::connect_failed) return;
+        std::lock_guard<std::mutex> lock(events_mutex);
+        connect_failures.push_back(event.detail);
+    };
+    std::atomic<long> served{0};
+    ErrorTally errors;
+    dbpool::PoolStats stats;
+    {
+        Pool pool(dbpool::mysql::connector(crowd), options);
+        const auto deadline = Clock::now() + 1500ms;
+        std::vector<std::thread> workers;
+        for (int t = 0; t < 8; ++t) {
+            workers.emplace_back([&] {
+                for (long i = 0; i < 100000 && Clock::now() < deadline; ++i) {
+                    try {
+                        auto conn = pool.connection();
+                        conn->query("SELECT 1").scalar<int>();
+                        std::this_thread::sleep_for(2ms);  // comes back every few ms
+                        ++served;
+                    } catch (const Error& error) {
+                        errors.add(error);
+                    } catch (const std::exception& error) {
+                        errors.add_untyped(error);
+                    }
+                }
+            });
+        }
+        for (auto& worker : workers)
+            worker.join();
+        stats = pool.stats();
+    }
+    fillers.clear();
+
+    std::lock_guard<std::mutex> lock(events_mutex);
+    std::ostringstream out;
+    out << served << " requests by 8 threads with 3 places left on the server; errors "
+        << errors.summary() << "; created=" << stats.created
+        << " failed_connects=" << stats.failed_connects << "; first refusal: "
+        << (connect_failures.empty() ? std::string("(none)") : connect_failures.front());
+    report("database full", out.str());
+
+    CHECK(errors.total() == 0);  // every caller was served by a connection coming back
+    CHECK(errors.untyped() == 0);
+    CHECK(served.load() >= 50);
+    CHECK(stats.created >= 1);
+    CHECK(stats.created <= 3);
+    CHECK(stats.failed_connects >= 1);  // it tried for more, and was refused
+    REQUIRE_FALSE(connect_failures.empty());
+    for (const std::string& detail : connect_failures) {
+        CHECK(detail.find("1040") != std::string::npos);
+        CHECK(detail.find(crowd_password) == std::string::npos);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
