@@ -191,6 +191,19 @@ public:
         ++untyped_;
         if (untyped_example_.empty()) untyped_example_ = error.what();
     }
+    /// Runs `request`, counting what it throws; true when it threw nothing.
+    template <class Request>
+    bool record(Request&& request) {
+        try {
+            request();
+            return true;
+        } catch (const dbpool::Error& error) {
+            add(error);
+        } catch (const std::exception& error) {
+            add_untyped(error);
+        }
+        return false;
+    }
     long total() const {
         std::lock_guard<std::mutex> lock(mutex_);
         return total_;
