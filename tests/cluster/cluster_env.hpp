@@ -5,7 +5,8 @@
 // nodes, and a bounded way to run the scripts' fault commands (kill9, restart, stop-sql...).
 #include <dbpool/mysql.hpp>
 
-#include <spawn.h>
+#include "../fault_support.hpp"
+
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,8 +25,6 @@
 #ifndef DBPOOL_SCRIPTS_DIR
 #error "DBPOOL_SCRIPTS_DIR must name scripts/ (tests/cluster/CMakeLists.txt sets it)"
 #endif
-
-extern char** environ;
 
 namespace dbpool_cluster {
 
@@ -82,34 +81,10 @@ struct TestBed {
     /// `limit`. The child inherits no descriptor above 2 (the servers must not keep ours).
     int run(const std::string& command, int node_number = 0,
             std::chrono::seconds limit = 120s) const {
-        std::string bash = "/bin/bash";
-        std::string path = std::string(DBPOOL_SCRIPTS_DIR) + "/" + script;
-        std::string cmd = command;
-        std::string directory = dir;
-        std::string node_text = std::to_string(node_number);
-        std::vector<char*> argv = {bash.data(), path.data(), cmd.data(), directory.data()};
-        if (node_number > 0) argv.push_back(node_text.data());
-        argv.push_back(nullptr);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-        pid_t pid = -1;
-        const int spawned = posix_spawn(&pid, "/bin/bash", &actions, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&actions);
-        if (spawned != 0) return -1;
-        const auto deadline = Clock::now() + limit;
-        for (;;) {
-            int status = 0;
-            const pid_t done = ::waitpid(pid, &status, WNOHANG);
-            if (done == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-            if (done < 0) return -1;
-            if (Clock::now() >= deadline) {
-                ::kill(pid, SIGKILL);
-                ::waitpid(pid, &status, 0);
-                return -1;
-            }
-            std::this_thread::sleep_for(20ms);
-        }
+        std::vector<std::string> args = {std::string(DBPOOL_SCRIPTS_DIR) + "/" + script, command,
+                                         dir};
+        if (node_number > 0) args.push_back(std::to_string(node_number));
+        return dbpool_test::run_bash(std::move(args), limit);
     }
 
     /// Brings back any node an earlier (failed) test left down; true when all answer.

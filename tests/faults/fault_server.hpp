@@ -5,7 +5,8 @@
 // tests/mysql/test_server.hpp on purpose: these tests kill and reconfigure their server.
 #include <dbpool/mysql.hpp>
 
-#include <spawn.h>
+#include "../fault_support.hpp"
+
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,8 +28,6 @@
 #ifndef DBPOOL_FAULTS_SCRIPT
 #error "DBPOOL_FAULTS_SCRIPT must name scripts/mariadb.sh (tests/faults/CMakeLists.txt sets it)"
 #endif
-
-extern char** environ;
 
 namespace dbpool_faults {
 
@@ -104,34 +103,9 @@ inline const FaultServer& fault_server() {
 }
 
 /// Runs `scripts/mariadb.sh COMMAND DIR`; returns its exit status, or -1 after killing it at
-/// `limit`. The child gets no descriptor above 2, so the server never inherits our sockets.
+/// `limit`.
 inline int run_script(const std::string& command, std::chrono::seconds limit = 90s) {
-    const std::string script = DBPOOL_FAULTS_SCRIPT;
-    const std::string dir = fault_server().dir;
-    std::string bash = "/bin/bash";
-    std::vector<char*> argv = {bash.data(), const_cast<char*>(script.c_str()),
-                               const_cast<char*>(command.c_str()), const_cast<char*>(dir.c_str()),
-                               nullptr};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    pid_t pid = -1;
-    const int spawned = posix_spawn(&pid, "/bin/bash", &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (spawned != 0) return -1;
-    const auto deadline = Clock::now() + limit;
-    for (;;) {
-        int status = 0;
-        const pid_t done = ::waitpid(pid, &status, WNOHANG);
-        if (done == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        if (done < 0) return -1;
-        if (Clock::now() >= deadline) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, &status, 0);
-            return -1;
-        }
-        std::this_thread::sleep_for(20ms);
-    }
+    return dbpool_test::run_bash({DBPOOL_FAULTS_SCRIPT, command, fault_server().dir}, limit);
 }
 
 /// Restarts the server if an earlier (failed) test left it down; true when it answers.
@@ -174,86 +148,7 @@ bool eventually(Condition condition, std::chrono::milliseconds limit = 10s) {
     return true;
 }
 
-/// Thread-safe tally of errors by ErrorCode and native number.
-class ErrorTally {
-public:
-    void add(const dbpool::Error& error) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        ++by_code_[dbpool::to_string(error.code())];
-        ++by_native_[error.native_code()];
-        ++total_;
-        if (example_.count(dbpool::to_string(error.code())) == 0) {
-            example_[dbpool::to_string(error.code())] = error.what();
-        }
-    }
-    void add_untyped(const std::exception& error) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        ++untyped_;
-        if (untyped_example_.empty()) untyped_example_ = error.what();
-    }
-    /// Runs `request`, counting what it throws; true when it threw nothing.
-    template <class Request>
-    bool record(Request&& request) {
-        try {
-            request();
-            return true;
-        } catch (const dbpool::Error& error) {
-            add(error);
-        } catch (const std::exception& error) {
-            add_untyped(error);
-        }
-        return false;
-    }
-    long total() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return total_;
-    }
-    long untyped() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return untyped_;
-    }
-    long count(dbpool::ErrorCode code) const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        const auto found = by_code_.find(dbpool::to_string(code));
-        return found == by_code_.end() ? 0 : found->second;
-    }
-    long native(int number) const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        const auto found = by_native_.find(number);
-        return found == by_native_.end() ? 0 : found->second;
-    }
-    /// "connection_lost=3 (2013:2 1927:1) connect_failed=5 ..." for the report.
-    std::string summary() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        std::ostringstream out;
-        out << "total=" << total_;
-        for (const auto& [code, n] : by_code_)
-            out << ' ' << code << '=' << n;
-        out << " native{";
-        for (const auto& [number, n] : by_native_)
-            out << ' ' << number << ':' << n;
-        out << " }";
-        if (untyped_ > 0) out << " UNTYPED=" << untyped_ << " (" << untyped_example_ << ")";
-        return out.str();
-    }
-    /// One message per code, to show what callers see.
-    std::string examples() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        std::string out;
-        for (const auto& [code, what] : example_)
-            out += "    " + code + ": " + what + "\n";
-        return out;
-    }
-
-private:
-    mutable std::mutex mutex_;
-    std::map<std::string, long> by_code_;
-    std::map<int, long> by_native_;
-    std::map<std::string, std::string> example_;
-    long total_ = 0;
-    long untyped_ = 0;
-    std::string untyped_example_;
-};
+using dbpool_test::ErrorTally;
 
 /// One line of the report on stdout (quoted in the test report).
 inline void report(const std::string& test, const std::string& text) {

@@ -104,38 +104,7 @@ bool gone_from_server(Connection& admin, const std::vector<std::uint64_t>& ids) 
     });
 }
 
-// A loopback TCP socket bound to an ephemeral port: listening (accepts via the kernel backlog
-// but is never read) or, after close(), a port where nothing listens.
-class LoopbackSocket {
-public:
-    explicit LoopbackSocket(bool listening) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd_ < 0) throw std::runtime_error("socket() failed");
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-            throw std::runtime_error("bind() failed");
-        }
-        socklen_t length = sizeof address;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
-        port_ = ntohs(address.sin_port);
-        if (listening && ::listen(fd_, 128) != 0) throw std::runtime_error("listen() failed");
-    }
-    ~LoopbackSocket() { close(); }
-    LoopbackSocket(const LoopbackSocket&) = delete;
-    LoopbackSocket& operator=(const LoopbackSocket&) = delete;
-
-    void close() {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-    std::uint16_t port() const { return port_; }
-
-private:
-    int fd_ = -1;
-    std::uint16_t port_ = 0;
-};
+using dbpool_test::LoopbackSocket;
 
 // Restores a global server variable when the test ends, even when it fails.
 class GlobalVariableGuard {

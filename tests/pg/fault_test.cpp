@@ -8,11 +8,11 @@
 
 #include <catch2/catch.hpp>
 
+#include "../fault_support.hpp"
 #include "test_server.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -37,8 +37,6 @@
 #ifndef DBPOOL_PG_SCRIPT
 #error "DBPOOL_PG_SCRIPT must name scripts/postgres.sh (tests/pg/CMakeLists.txt sets it)"
 #endif
-
-extern char** environ;
 
 using dbpool::Error;
 using dbpool::ErrorCode;
@@ -79,34 +77,8 @@ void report(const std::string& test, const std::string& text) {
 }
 
 // Runs `scripts/postgres.sh COMMAND DIR`; its exit status, or -1 after killing it at `limit`.
-// The child gets no descriptor above 2, so the server never inherits our sockets.
 int run_script(const std::string& command, std::chrono::seconds limit = 90s) {
-    const std::string script = DBPOOL_PG_SCRIPT;
-    const std::string dir = test_server().dir;
-    std::string bash = "/bin/bash";
-    std::vector<char*> argv = {bash.data(), const_cast<char*>(script.c_str()),
-                               const_cast<char*>(command.c_str()), const_cast<char*>(dir.c_str()),
-                               nullptr};
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    pid_t pid = -1;
-    const int spawned = posix_spawn(&pid, "/bin/bash", &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (spawned != 0) return -1;
-    const auto deadline = Clock::now() + limit;
-    for (;;) {
-        int status = 0;
-        const pid_t done = ::waitpid(pid, &status, WNOHANG);
-        if (done == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        if (done < 0) return -1;
-        if (Clock::now() >= deadline) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, &status, 0);
-            return -1;
-        }
-        std::this_thread::sleep_for(20ms);
-    }
+    return dbpool_test::run_bash({DBPOOL_PG_SCRIPT, command, test_server().dir}, limit);
 }
 
 // Restarts the server if an earlier (failed) test left it down or frozen; true when it answers.
@@ -131,103 +103,9 @@ long user_sessions(Connection& admin) {
     return static_cast<long>(dbpool_pg_test::backends_of(admin, test_server().user).size());
 }
 
-// Thread-safe tally of errors by code, native code and SQLSTATE.
-class ErrorTally {
-public:
-    void add(const Error& error) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        const std::string key = std::string(dbpool::to_string(error.code())) + "/" +
-                                std::to_string(error.native_code()) + "/" +
-                                (error.sqlstate().empty() ? "-" : error.sqlstate());
-        ++by_key_[key];
-        ++by_code_[error.code()];
-        ++by_native_[error.native_code()];
-        ++total_;
-        if (example_.count(key) == 0) example_[key] = error.what();
-    }
-    void add_untyped(const std::exception& error) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        ++untyped_;
-        if (untyped_example_.empty()) untyped_example_ = error.what();
-    }
-    long total() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return total_;
-    }
-    long untyped() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return untyped_;
-    }
-    long count(ErrorCode code) const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        const auto found = by_code_.find(code);
-        return found == by_code_.end() ? 0 : found->second;
-    }
-    long native(ClientError code) const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        const auto found = by_native_.find(dbpool::pg::native(code));
-        return found == by_native_.end() ? 0 : found->second;
-    }
-    // "total=3 connection_lost/2/57P01=2 ..." (code/native/SQLSTATE=count).
-    std::string summary() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        std::ostringstream out;
-        out << "total=" << total_;
-        for (const auto& [key, n] : by_key_)
-            out << ' ' << key << '=' << n;
-        if (untyped_ > 0) out << " UNTYPED=" << untyped_ << " (" << untyped_example_ << ")";
-        return out.str();
-    }
-    std::string examples() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        std::string out;
-        for (const auto& [key, what] : example_)
-            out += "    " + key + ": " + what + "\n";
-        return out;
-    }
+using dbpool_test::ErrorTally;
 
-private:
-    mutable std::mutex mutex_;
-    std::map<std::string, long> by_key_;
-    std::map<ErrorCode, long> by_code_;
-    std::map<int, long> by_native_;
-    std::map<std::string, std::string> example_;
-    long total_ = 0;
-    long untyped_ = 0;
-    std::string untyped_example_;
-};
-
-// A loopback TCP socket on an ephemeral port: listening (accepts through the kernel backlog,
-// never answers) or, after close(), a port nothing listens on.
-class LoopbackSocket {
-public:
-    explicit LoopbackSocket(bool listening) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd_ < 0) throw std::runtime_error("socket() failed");
-        sockaddr_in address{};
-        address.sin_family = AF_INET;
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-            throw std::runtime_error("bind() failed");
-        }
-        socklen_t length = sizeof address;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
-        port_ = ntohs(address.sin_port);
-        if (listening && ::listen(fd_, 128) != 0) throw std::runtime_error("listen() failed");
-    }
-    ~LoopbackSocket() { close(); }
-    LoopbackSocket(const LoopbackSocket&) = delete;
-    LoopbackSocket& operator=(const LoopbackSocket&) = delete;
-    void close() {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-    std::uint16_t port() const { return port_; }
-
-private:
-    int fd_ = -1;
-    std::uint16_t port_ = 0;
-};
+using dbpool_test::LoopbackSocket;
 
 }  // namespace
 
@@ -370,7 +248,8 @@ TEST_CASE("pg_terminate_backend of pool connections under load", "[pg][faults][t
         << seconds(std::chrono::nanoseconds(longest_request.load())) * 1e3 << " ms"
         << ", pool reconnects=" << stats.reconnects << " created=" << stats.created
         << "\n    'not sent' failures: " << classified_not_sent << " classified, "
-        << errors.native(ClientError::not_sent) << " raised (after a retry that failed too)"
+        << errors.native(dbpool::pg::native(ClientError::not_sent))
+        << " raised (after a retry that failed too)"
         << "\n    inserts: acknowledged " << inserted_ok.size() << " (missing "
         << acknowledged_missing << "), 'may have run' " << inserted_maybe.size() << " (present "
         << maybe_present << "), 'not run' " << inserted_never.size() << " (present "
@@ -388,7 +267,8 @@ TEST_CASE("pg_terminate_backend of pool connections under load", "[pg][faults][t
     // too, so each one raised stands for two classified.
     CHECK(errors.total() == errors.count(ErrorCode::connection_lost));
     CHECK(classified_not_sent.load() > 0);
-    CHECK(2 * errors.native(ClientError::not_sent) <= classified_not_sent.load());
+    CHECK(2 * errors.native(dbpool::pg::native(ClientError::not_sent)) <=
+          classified_not_sent.load());
     CHECK(longest_request.load() < std::int64_t(10e9));
     CHECK(duplicates == 0);
     CHECK(acknowledged_missing == 0);
@@ -729,7 +609,7 @@ TEST_CASE("a frozen server: every request ends within its timeouts", "[pg][fault
     report("frozen server", out.str());
 
     CHECK(errors.untyped() == 0);
-    CHECK(errors.native(ClientError::timed_out) > 0);
+    CHECK(errors.native(dbpool::pg::native(ClientError::timed_out)) > 0);
     // acquire_timeout (3 s) + connect (1 s) + read (1 s) is the worst case; never the full freeze
     // plus more.
     CHECK(longest_request.load() < std::int64_t(6e9));
