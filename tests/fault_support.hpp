@@ -4,6 +4,9 @@
 // thread-safe tally of the errors callers saw, and a loopback socket that never answers.
 
 #include <dbpool/error.hpp>
+#include <dbpool/options.hpp>
+#include <dbpool/pool_events.hpp>
+#include <dbpool/pool_stats.hpp>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -173,5 +177,63 @@ private:
     int fd_ = -1;
     std::uint16_t port_ = 0;
 };
+
+/// What 8 threads saw in 1.5 s against a server that is up but full (see run_against_full).
+struct FullServerRun {
+    long served = 0;
+    ErrorTally errors;
+    dbpool::PoolStats stats;
+    std::vector<std::string> connect_failures;  // the pool's connect_failed event details
+
+    /// One line for the test report; `setting` says how full the server was.
+    std::string describe(const std::string& setting) const {
+        std::ostringstream out;
+        out << served << " requests by 8 threads, " << setting << "; errors " << errors.summary()
+            << "; created=" << stats.created << " failed_connects=" << stats.failed_connects
+            << "; first refusal: "
+            << (connect_failures.empty() ? std::string("(none)") : connect_failures.front());
+        return out.str();
+    }
+};
+
+/// Runs 8 threads for 1.5 s on a blocking pool of 8 made by `make_pool(options)`, each asking
+/// for a connection, running `SELECT 1` and holding it 2 ms, with every error and every
+/// connect_failed event recorded.
+template <class MakePool>
+void run_against_full(MakePool&& make_pool, FullServerRun& run) {
+    std::mutex events_mutex;
+    dbpool::PoolOptions options;
+    options.maxconnections = 8;
+    options.blocking = true;
+    options.acquire_timeout = std::chrono::seconds(5);
+    options.ping = dbpool::Ping::never;
+    options.on_event = [&](const dbpool::PoolEvent& event) {
+        if (event.kind != dbpool::EventKind::connect_failed) return;
+        std::lock_guard<std::mutex> lock(events_mutex);
+        run.connect_failures.push_back(event.detail);
+    };
+    std::atomic<long> served{0};
+    {
+        auto pool = make_pool(options);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+        std::vector<std::thread> workers;
+        for (int t = 0; t < 8; ++t) {
+            workers.emplace_back([&] {
+                for (long i = 0; i < 100000 && std::chrono::steady_clock::now() < deadline; ++i) {
+                    run.errors.record([&] {
+                        auto conn = pool->connection();
+                        conn->query("SELECT 1").template scalar<int>();
+                        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                        ++served;
+                    });
+                }
+            });
+        }
+        for (auto& worker : workers)
+            worker.join();
+        run.stats = pool->stats();
+    }  // closed: no event arrives after this
+    run.served = served.load();
+}
 
 }  // namespace dbpool_test

@@ -194,3 +194,48 @@ TEST_CASE_METHOD(Fixture, "callers connecting for themselves stay within maxconn
     CHECK(stats.connecting == 0);
     CHECK(stats.waiting == 0);
 }
+
+TEST_CASE_METHOD(Fixture, "a caller refused by a full database waits for a connection to come back",
+                 "[pooled][connect]") {
+    // The busy-vs-dead rule holds for connects on the caller's thread too: the server is up
+    // with 3 places (MySQL 1040 beyond), and 8 threads are served by the 3 connections.
+    db->set_max_connections(3);
+    db->set_logging(false);
+    dbpool::PoolOptions options = blocking_options(8);
+    Pool pool(creator(2s), options);
+    std::atomic<int> served{0};
+    std::atomic<int> failed{0};
+    const auto deadline = std::chrono::steady_clock::now() + 1s;
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 8; ++t) {
+        callers.emplace_back([&] {
+            while (std::chrono::steady_clock::now() < deadline) {
+                try {
+                    auto handle = pool.connection();
+                    handle->execute("q");
+                    std::this_thread::sleep_for(2ms);  // comes back every few ms
+                    ++served;
+                } catch (const dbpool::Error&) {
+                    ++failed;
+                }
+            }
+        });
+    }
+    for (auto& caller : callers)
+        caller.join();
+    CHECK(failed == 0);
+    CHECK(served >= 50);
+    CHECK(db->max_open_now() <= 3);
+    CHECK(pool.stats().failed_connects >= 1);  // it did try for more
+}
+
+TEST_CASE_METHOD(Fixture, "a refused connect with nothing borrowed is the caller's error",
+                 "[pooled][connect]") {
+    db->set_max_connections(1);
+    dbpool::PoolOptions options = blocking_options(2);
+    Pool pool(creator(2s), options);
+    auto first = pool.connection();  // takes the only place
+    first.discard();                 // closed: nothing idle, nothing borrowed
+    db->fail_connects(1, fake::ConnectError::too_many_connections);
+    REQUIRE_THROWS_MATCHES(pool.connection(), dbpool::Error, has_code(ErrorCode::connect_failed));
+}

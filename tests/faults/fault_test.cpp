@@ -654,59 +654,23 @@ TEST_CASE("database up but full: a pool at the server's max_connections serves i
         },
         5s));
 
-    std::mutex events_mutex;
-    std::vector<std::string> connect_failures;
-    PoolOptions options;
-    options.maxconnections = 8;
-    options.blocking = true;
-    options.acquire_timeout = 5s;
-    options.ping = Ping::never;
-    options.on_event = [&](const dbpool::PoolEvent& event) {
-        if (event.kind != dbpool::EventKind::connect_failed) return;
-        std::lock_guard<std::mutex> lock(events_mutex);
-        connect_failures.push_back(event.detail);
-    };
-    std::atomic<long> served{0};
-    ErrorTally errors;
-    dbpool::PoolStats stats;
-    {
-        Pool pool(dbpool::mysql::connector(crowd), options);
-        const auto deadline = Clock::now() + 1500ms;
-        std::vector<std::thread> workers;
-        for (int t = 0; t < 8; ++t) {
-            workers.emplace_back([&] {
-                for (long i = 0; i < 100000 && Clock::now() < deadline; ++i) {
-                    errors.record([&] {
-                        auto conn = pool.connection();
-                        conn->query("SELECT 1").scalar<int>();
-                        std::this_thread::sleep_for(2ms);  // comes back every few ms
-                        ++served;
-                    });
-                }
-            });
-        }
-        for (auto& worker : workers)
-            worker.join();
-        stats = pool.stats();
-    }
+    dbpool_test::FullServerRun run;
+    dbpool_test::run_against_full(
+        [&](const PoolOptions& options) {
+            return std::make_unique<Pool>(dbpool::mysql::connector(crowd), options);
+        },
+        run);
     fillers.clear();
+    report("database full", run.describe("3 places left on the server"));
 
-    std::lock_guard<std::mutex> lock(events_mutex);
-    std::ostringstream out;
-    out << served << " requests by 8 threads with 3 places left on the server; errors "
-        << errors.summary() << "; created=" << stats.created
-        << " failed_connects=" << stats.failed_connects << "; first refusal: "
-        << (connect_failures.empty() ? std::string("(none)") : connect_failures.front());
-    report("database full", out.str());
-
-    CHECK(errors.total() == 0);  // every caller was served by a connection coming back
-    CHECK(errors.untyped() == 0);
-    CHECK(served.load() >= 50);
-    CHECK(stats.created >= 1);
-    CHECK(stats.created <= 3);
-    CHECK(stats.failed_connects >= 1);  // it tried for more, and was refused
-    REQUIRE_FALSE(connect_failures.empty());
-    for (const std::string& detail : connect_failures) {
+    CHECK(run.errors.total() == 0);  // every caller was served by a connection coming back
+    CHECK(run.errors.untyped() == 0);
+    CHECK(run.served >= 50);
+    CHECK(run.stats.created >= 1);
+    CHECK(run.stats.created <= 3);
+    CHECK(run.stats.failed_connects >= 1);  // it tried for more, and was refused
+    REQUIRE_FALSE(run.connect_failures.empty());
+    for (const std::string& detail : run.connect_failures) {
         CHECK(detail.find("1040") != std::string::npos);
         CHECK(detail.find(crowd_password) == std::string::npos);
     }

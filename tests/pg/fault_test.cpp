@@ -622,6 +622,45 @@ TEST_CASE("a frozen server: every request ends within its timeouts", "[pg][fault
 // ---------------------------------------------------------------------------------------------
 // 4. Unreachable or refusing servers
 // ---------------------------------------------------------------------------------------------
+// Database up but full, for one role (CONNECTION LIMIT 3, SQLSTATE 53300 beyond): the pool
+// connects on the caller's thread here (the connector has a bound), and a refused caller must
+// wait for a connection to come back rather than fail while the others are busy.
+TEST_CASE("database up but full: a pool at its role's connection limit serves its callers",
+          "[pg][faults][full]") {
+    REQUIRE(ensure_server_up());
+    Connection admin = admin_connection();
+    const std::string crowd_password = "crowd-test-pw";
+    admin.execute("DROP ROLE IF EXISTS dbpool_crowd");
+    admin.execute("CREATE ROLE dbpool_crowd LOGIN CONNECTION LIMIT 3 PASSWORD '" + crowd_password +
+                  "'");
+    ConnectOptions crowd = fast();
+    crowd.conninfo = "host=127.0.0.1 port=" + std::to_string(test_server().port) +
+                     " user=dbpool_crowd dbname=" + test_server().database + " sslmode=disable";
+    crowd.password = crowd_password;
+    REQUIRE(dbpool::pg::connector(crowd).connect_bound().has_value());
+
+    dbpool_test::FullServerRun run;
+    dbpool_test::run_against_full(
+        [&](const PoolOptions& options) {
+            return std::make_unique<Pool>(dbpool::pg::connector(crowd), options);
+        },
+        run);
+    admin.execute("DROP ROLE IF EXISTS dbpool_crowd");
+    report("database full", run.describe("role limited to 3 connections"));
+
+    CHECK(run.errors.total() == 0);  // every caller was served by a connection coming back
+    CHECK(run.errors.untyped() == 0);
+    CHECK(run.served >= 50);
+    CHECK(run.stats.created >= 1);
+    CHECK(run.stats.created <= 3);
+    CHECK(run.stats.failed_connects >= 1);
+    REQUIRE_FALSE(run.connect_failures.empty());
+    for (const std::string& detail : run.connect_failures) {
+        CHECK(detail.find("53300") != std::string::npos);
+        CHECK(detail.find(crowd_password) == std::string::npos);
+    }
+}
+
 TEST_CASE("connect failures are typed, bounded, backed off and never leak the password",
           "[pg][faults][connect]") {
     REQUIRE(ensure_server_up());

@@ -128,7 +128,7 @@ public:
         }
         const auto deadline = deadline_from(WaitClock::now());
         if (slot == nullptr) {
-            if (Slot* own = connect_for_caller(deadline)) {
+            if (Slot* own = try_connect_for_caller(deadline)) {
                 hand_out(*own, site, cheap_now<Clock>());
                 return *own;
             }
@@ -842,6 +842,20 @@ private:
         }
         slot->template move<S::returning, E::hand_off>();  // ours: in_use from here
         return slot;
+    }
+
+    // connect_for_caller(), except that a refused connect does not end a blocking acquire while
+    // a borrowed connection can come back: the database may be up but full (at its
+    // max_connections), and the caller then waits like anyone else (wait_for_slot decides).
+    Slot* try_connect_for_caller(WaitClock::time_point deadline) {
+        try {
+            return connect_for_caller(deadline);
+        } catch (const Error& error) {
+            if (error.code() != ErrorCode::connect_failed || !options_.blocking) throw;
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (closed_.load() || count_states_locked().busy == 0) throw;
+            return nullptr;
+        }
     }
 
     // Connects for the waiters: one per waiter that no connect in flight covers yet, within
