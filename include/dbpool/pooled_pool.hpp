@@ -47,7 +47,8 @@ namespace dbpool {
 /// worker threads, and a caller waits for them only up to its acquire_timeout. One exception:
 /// when nothing is idle, nobody is waiting, the pool is below maxconnections, no setsession
 /// statements are configured and the creator promises a bound (a `connect_bound()` member, as
-/// the backends' connectors have for IP addresses and unix sockets) that fits the caller's
+/// pg::Connector has when no host name must be resolved; a wrapper around a
+/// connector must forward it, as examples/pg_scenarios.cpp does) that fits the caller's
 /// deadline, the caller opens its connection itself, as DBUtils does. The wait is then just as
 /// bounded, and a connection starts on the thread that uses it, which the OS scheduler rewards
 /// (measured in docs/benchmarks.md).
