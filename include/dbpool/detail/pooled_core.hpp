@@ -775,10 +775,22 @@ private:
     // Opens the connection of a `connecting` slot (on a worker, or on the constructor's thread
     // with `rethrow`), then offers it; on failure the capacity is freed.
     void connect_slot(Slot& slot, bool for_waiters) {
+        Lock lock = open_slot(slot, false);
+        offer_locked(slot, lock, for_waiters);
+    }
+
+    // Opens the connection of a `connecting` slot (`by_caller`: for the acquirer running it) and
+    // returns with the lock held and the slot `returning`, for its opener to place. On failure
+    // the capacity is freed and the error rethrown.
+    Lock open_slot(Slot& slot, bool by_caller) {
         std::unique_ptr<Steady> steady;
         try {
             steady = std::make_unique<Steady>(FromSource{}, *this, steady_options_);
         } catch (...) {
+            if (by_caller) {
+                std::lock_guard<std::mutex> lock(mutex_);
+                --caller_connects_;
+            }
             free_capacity(slot, E::connect_failed);
             throw;
         }
@@ -787,8 +799,9 @@ private:
         slot.steady = std::move(steady);
         Lock lock(mutex_);
         --connecting_;
+        if (by_caller) --caller_connects_;
         slot.template move<S::connecting, E::connect_ok>();
-        offer_locked(slot, lock, for_waiters);
+        return lock;
     }
 
     // Opens a connection on the acquirer's own thread, for it alone, when nothing is idle, nobody
@@ -815,25 +828,7 @@ private:
             slot = &reserve_locked();
             ++caller_connects_;
         }
-        const auto done = [this] {
-            std::lock_guard<std::mutex> lock(mutex_);
-            --caller_connects_;
-        };
-        std::unique_ptr<Steady> steady;
-        try {
-            steady = std::make_unique<Steady>(FromSource{}, *this, steady_options_);
-        } catch (...) {
-            done();
-            free_capacity(*slot, E::connect_failed);
-            throw;
-        }
-        Slot::publish(slot->opened_at, steady->opened_at());
-        slot->lifetime.store(jittered_lifetime_ticks(), std::memory_order_relaxed);
-        slot->steady = std::move(steady);
-        Lock lock(mutex_);
-        --connecting_;
-        --caller_connects_;
-        slot->template move<S::connecting, E::connect_ok>();
+        Lock lock = open_slot(*slot, true);
         if (closed_.load()) {
             slot->template move<S::returning, E::expire>();
             lock.unlock();

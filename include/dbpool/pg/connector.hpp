@@ -53,8 +53,9 @@ inline std::optional<std::chrono::milliseconds> connect_bound(const ConnectOptio
         if (options.read_timeout.count() == 0 || options.write_timeout.count() == 0) {
             return std::nullopt;
         }
-        for (std::size_t i = 0; i < options.init_statements.size(); ++i)
-            bound += options.read_timeout + options.write_timeout;
+        const auto statements =
+            static_cast<std::chrono::milliseconds::rep>(options.init_statements.size());
+        bound += statements * (options.read_timeout + options.write_timeout);
     }
     return bound;
 }
