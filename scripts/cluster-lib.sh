@@ -9,6 +9,9 @@
 #   DIR/nN/port         node N's client port; DIR/nN/args the server options, one per line
 #   DIR/env             what the tests read (see write_env in each script)
 
+# shellcheck source=scripts/ports-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/ports-lib.sh"
+
 readonly TEST_USER=dbpool
 readonly TEST_PASSWORD=dbpool-test-pw
 readonly TEST_DATABASE=dbpool_test
@@ -52,39 +55,15 @@ ensure_packages() {
     command -v mariadbd >/dev/null || die "mariadbd still missing after apt-get"
 }
 
-# Prints COUNT distinct TCP ports on 127.0.0.1 that nothing listens on right now, one a line.
-# One python3 start for all of them (each start costs a second or two on a busy machine).
-free_ports() {
-    local count=$1
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks: s.bind(("127.0.0.1", 0))
-print("\n".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()' "$count"
-        return
-    fi
-    local -a ports=()
-    local port _
-    for _ in $(seq 1 400); do
-        ((${#ports[@]} < count)) || break
-        port=$((20000 + RANDOM % 20000))
-        if ! ss -ltn "sport = :$port" 2>/dev/null | grep -q LISTEN &&
-            [[ " ${ports[*]} " != *" $port "* ]]; then
-            ports+=("$port")
-        fi
-    done
-    ((${#ports[@]} == count)) || die "no free ports found"
-    printf '%s\n' "${ports[@]}"
-}
-
 # Gives each node N in "$@" the port files named by PORT_FILES (e.g. "port gport"), all from
 # one free_ports call.
 assign_ports() {
     local -a files nodes ports
     read -r -a files <<<"$PORT_FILES"
     nodes=("$@")
-    mapfile -t ports < <(free_ports $((${#files[@]} * ${#nodes[@]})))
+    local needed=$((${#files[@]} * ${#nodes[@]}))
+    mapfile -t ports < <(free_ports "$needed" "$DIR")
+    ((${#ports[@]} == needed)) || die "could not reserve $needed ports"
     local i=0 n f
     for n in "${nodes[@]}"; do
         for f in "${files[@]}"; do
@@ -260,6 +239,7 @@ remove_dir() {
     [[ -d $DIR ]] || return 0
     if [[ -d $DIR/n1 && -f $DIR/n1/port ]] || [[ -z $(ls -A "$DIR") ]] ||
         [[ -d $DIR/template && ! -e $DIR/n1 ]]; then
+        release_ports "$(cd "$DIR" && pwd)"
         rm -rf "$DIR"
     else
         die "$DIR does not look like a $SCRIPT_NAME directory; not removing it"

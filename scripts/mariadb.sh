@@ -62,23 +62,8 @@ ensure_installed() {
     command -v mariadbd >/dev/null || die "mariadbd still missing after apt-get"
 }
 
-# Prints a TCP port on 127.0.0.1 that nothing listens on right now.
-free_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
-print(s.getsockname()[1]); s.close()'
-        return
-    fi
-    local port _
-    for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 20000))
-        if ! ss -ltn "sport = :$port" 2>/dev/null | grep -q LISTEN; then
-            echo "$port"
-            return
-        fi
-    done
-    die "no free port found"
-}
+# shellcheck source=scripts/ports-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/ports-lib.sh"
 
 # Runs SQL from stdin as root over the socket.
 client_script() {
@@ -184,7 +169,7 @@ start() {
     fi
     mkdir -p "$DIR/tmp"
     DIR=$(cd "$DIR" && pwd)
-    free_port >"$DIR/port"
+    free_ports 1 "$DIR" >"$DIR/port"
     local port
     port=$(cat "$DIR/port")
     local -a user_opt=()
@@ -241,6 +226,7 @@ case $CMD in
             stop_server
             # Only remove what this script created (a data dir next to its own files).
             if [[ -d $DIR/data && -f $DIR/port ]] || [[ -z $(ls -A "$DIR") ]]; then
+                release_ports "$(cd "$DIR" && pwd)"
                 rm -rf "$DIR"
             else
                 die "$DIR does not look like a mariadb.sh directory; not removing it"

@@ -97,23 +97,8 @@ as_server() {
     fi
 }
 
-# Prints a TCP port on 127.0.0.1 that nothing listens on right now.
-free_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); \
-print(s.getsockname()[1]); s.close()'
-        return
-    fi
-    local port _
-    for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 20000))
-        if ! ss -ltn "sport = :$port" 2>/dev/null | grep -q LISTEN; then
-            echo "$port"
-            return
-        fi
-    done
-    die "no free port found"
-}
+# shellcheck source=scripts/ports-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/ports-lib.sh"
 
 server_answers() {
     [[ -f $DIR/port ]] || return 1
@@ -276,7 +261,7 @@ start() {
     user=$(server_user)
     chown "$user" "$DIR"
     chmod 755 "$DIR"
-    free_port >"$DIR/port"
+    free_ports 1 "$DIR" >"$DIR/port"
     local port
     port=$(cat "$DIR/port")
     as_server "$PG_BIN/initdb" -D "$DIR/data" -U postgres --auth-local=trust \
@@ -325,6 +310,7 @@ case $CMD in
             if [[ -n $PG_BIN ]]; then stop_server immediate; fi
             # Only remove what this script created (a cluster next to its own files).
             if [[ -f $DIR/data/PG_VERSION && -f $DIR/port ]] || [[ -z $(ls -A "$DIR") ]]; then
+                release_ports "$(cd "$DIR" && pwd)"
                 rm -rf "$DIR"
             else
                 die "$DIR does not look like a postgres.sh directory; not removing it"
