@@ -61,11 +61,12 @@ public:
     template <class Creator,
               class = std::enable_if_t<!std::is_same_v<std::decay_t<Creator>, SteadyConnection>>>
     explicit SteadyConnection(Creator&& creator, SteadyOptions options = {})
-        : options_(std::move(options)) {
+        : own_source_(std::make_unique<detail::CreatorSource<Connection>>(
+              detail::make_creator<Connection>(std::forward<Creator>(creator)),
+              options.setsession)),
+          source_(own_source_.get()),
+          options_(std::move(options)) {
         detail::validate(options_);
-        own_source_ = std::make_unique<detail::CreatorSource<Connection>>(
-            detail::make_creator<Connection>(std::forward<Creator>(creator)), options_.setsession);
-        source_ = own_source_.get();
         open(false);
     }
 

@@ -33,7 +33,9 @@ struct ForkLocks {
 };
 
 inline ForkLocks& fork_locks() noexcept {
-    static ForkLocks* locks = new ForkLocks;  // never destroyed: pools may outlive statics
+    // Never destroyed: pools may outlive statics. Out of memory before the first pool exists
+    // is fatal anyway, so noexcept's terminate is the answer to it.
+    static auto* locks = new ForkLocks;  // NOLINT(bugprone-unhandled-exception-at-new)
     return *locks;
 }
 

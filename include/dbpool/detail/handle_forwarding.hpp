@@ -38,7 +38,9 @@ protected:
     HandleForwarding() = default;
     ~HandleForwarding() = default;
     HandleForwarding(const HandleForwarding&) = default;
+    HandleForwarding(HandleForwarding&&) noexcept = default;
     HandleForwarding& operator=(const HandleForwarding&) = default;
+    HandleForwarding& operator=(HandleForwarding&&) noexcept = default;
 
 private:
     const Handle& self() const noexcept { return static_cast<const Handle&>(*this); }

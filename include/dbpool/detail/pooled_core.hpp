@@ -1011,7 +1011,9 @@ private:
         scheduler_ = std::thread([self = this->shared_from_this()] { self->schedule(); });
     }
 
-    void schedule() noexcept {
+    // The thread's body. What can throw here (out of memory, a failing mutex) would end the
+    // process anyway once it left the thread; noexcept only says so.
+    void schedule() noexcept {  // NOLINT(bugprone-exception-escape)
         const auto interval = rules_.interval();
         Lock lock(mutex_);
         auto next_pass = WaitClock::now() + interval;

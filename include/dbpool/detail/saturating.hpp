@@ -25,7 +25,7 @@ template <class TimePoint, class Rep, class Period>
 constexpr TimePoint saturating_add(TimePoint start,
                                    std::chrono::duration<Rep, Period> duration) noexcept {
     using Duration = typename TimePoint::duration;
-    const Duration step = saturating_cast<Duration>(duration);
+    const auto step = saturating_cast<Duration>(duration);
     if (step > TimePoint::max() - start) return TimePoint::max();
     return start + step;
 }

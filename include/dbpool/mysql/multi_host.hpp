@@ -77,6 +77,7 @@ public:
     using Open = std::function<Conn(const ConnectOptions&)>;
 
     /// Validates the options; `open` defaults to constructing `Conn(options)`.
+    // NOLINTNEXTLINE(performance-unnecessary-value-param): moved into the shared state below
     explicit MultiHostConnector(MultiHostOptions options, Open open = {})
         : state_(std::make_shared<State>()) {
         options.validate();

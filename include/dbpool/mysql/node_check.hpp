@@ -120,10 +120,10 @@ private:
             query("SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_ready', 'wsrep_local_state')");
         std::string ready;
         std::string state;
-        for (std::size_t i = 0; i < rows.size(); ++i) {
-            const auto name = rows[i].get<std::string>(0);
-            if (name == "wsrep_ready") ready = rows[i].get<std::string>(1);
-            if (name == "wsrep_local_state") state = rows[i].get<std::string>(1);
+        for (const auto& row : rows) {
+            const auto name = row.get<std::string>(0);
+            if (name == "wsrep_ready") ready = row.get<std::string>(1);
+            if (name == "wsrep_local_state") state = row.get<std::string>(1);
         }
         if (ready == "ON" && state == "4") return true;
         report_unavailable(ready.empty() ? "wsrep is not enabled on this server"

@@ -139,7 +139,7 @@ inline short wait_socket(PGconn* conn, short events, const Deadline& deadline) {
             if (now >= deadline.at) return 0;
             const auto left =
                 std::chrono::ceil<std::chrono::milliseconds>(deadline.at - now).count();
-            timeout_ms = static_cast<int>(std::min<long long>(left, 3600 * 1000));
+            timeout_ms = static_cast<int>(std::min<long long>(left, 3600LL * 1000));
         }
         // Without SSL_pending, look again every 10 ms so bytes buffered in OpenSSL are found.
         if (ssl < 0) timeout_ms = timeout_ms < 0 ? 10 : std::min(timeout_ms, 10);

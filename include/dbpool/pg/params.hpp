@@ -59,9 +59,7 @@ constexpr Oid type_oid() {
         return type_oid<typename U::value_type>();
     } else if constexpr (std::is_same_v<U, bool>) {
         return oid::boolean;
-    } else if constexpr (std::is_same_v<U, char>) {
-        return oid::unspecified;
-    } else if constexpr (std::is_integral_v<U>) {
+    } else if constexpr (std::is_integral_v<U> && !std::is_same_v<U, char>) {  // char is text
         return integer_oid<U>();
     } else if constexpr (std::is_same_v<U, float>) {
         return oid::float4;
