@@ -14,7 +14,7 @@
 #
 # Nothing is modified. Exit status 0 when clean, 1 when something needs fixing.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 repo=$(pwd)
 
 do_format=1
