@@ -6,10 +6,10 @@
 # 1. scripts/install-deps.sh (skipped with --no-deps; a no-op when everything is installed).
 # 2. build/asan: Debug, DBPOOL_SANITIZE=address,undefined; build, then ctest every test.
 # 3. build/tsan: Debug, DBPOOL_SANITIZE=thread; build, then ctest every test except those
-#    labelled "packaging" (the header and install/consumer checks: single-threaded and
-#    sanitizer-independent, so running them twice proves nothing). Rule: everything else,
-#    core unit tests included, runs under TSan too; it is cheap enough and any test that
-#    starts a thread (not only the [concurrency] ones) can race.
+#    labelled "packaging" (the header and install/consumer checks) or "scripts" (the test-bed
+#    scripts' own tests): single-threaded and sanitizer-independent, so running them twice proves
+#    nothing. Rule: everything else, core unit tests included, runs under TSan too; it is cheap
+#    enough and any test that starts a thread (not only the [concurrency] ones) can race.
 # 4. build/clang-libcxx: clang++ with libc++ (not libstdc++) and UBSan including
 #    -fsanitize=float-cast-overflow (GCC's UBSan leaves that check out). Builds and runs the
 #    core tests, the MySQL unit tests, the header self-containment check, the compile-fail
@@ -161,7 +161,7 @@ start=$SECONDS
 for tree in "${trees[@]}"; do
     case "$tree" in
         asan) run_tree asan "address,undefined" ;;
-        tsan) run_tree tsan "thread" -LE packaging ;;
+        tsan) run_tree tsan "thread" -LE 'packaging|scripts' ;;
         clang) run_clang_tree ;;
     esac
 done
