@@ -146,7 +146,9 @@ private:
 };
 
 /// A loopback TCP socket on an ephemeral port: listening (accepts through the kernel backlog,
-/// never answers) or, after close(), a port nothing listens on.
+/// never answers) or not (connecting to it is refused). While it lives no other socket can take
+/// its port: a closed port could be taken by the very connect that tests it (a loopback connect
+/// whose local port equals the remote one connects to itself) or by a server that listens.
 class LoopbackSocket {
 public:
     explicit LoopbackSocket(bool listening) {

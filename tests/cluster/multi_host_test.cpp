@@ -8,16 +8,13 @@
 
 #include <catch2/catch.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include "../fault_support.hpp"
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <iostream>
-#include <stdexcept>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,21 +32,12 @@ namespace {
 
 constexpr const char* kPassword = "s3cret-Pa55word";
 
-// A loopback port where nothing listens (bound once to get a free number, then closed).
+// A loopback port where connecting is refused: bound, never listening, and held until the
+// program exits so that nothing else can take it meanwhile (dbpool_test::LoopbackSocket).
 std::uint16_t closed_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw std::runtime_error("socket() failed");
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-        ::close(fd);
-        throw std::runtime_error("bind() failed");
-    }
-    socklen_t length = sizeof address;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-    ::close(fd);
-    return ntohs(address.sin_port);
+    static std::vector<std::unique_ptr<dbpool_test::LoopbackSocket>> held;
+    held.push_back(std::make_unique<dbpool_test::LoopbackSocket>(false));
+    return held.back()->port();
 }
 
 MultiHostOptions dead_hosts(int count) {

@@ -746,9 +746,8 @@ TEST_CASE("connect failures are typed, bounded in time, backed off and never lea
     const std::string wrong_password = "wrong-secret-Xq7!pw";
     const std::string real_password = fault_server().password;
 
-    LoopbackSocket closed(false);
+    const LoopbackSocket closed(false);  // bound, never listening: connecting is refused
     const std::uint16_t closed_port = closed.port();
-    closed.close();                   // nothing listens there now
     LoopbackSocket black_hole(true);  // accepts (kernel backlog), never answers
 
     struct Case {

@@ -667,9 +667,8 @@ TEST_CASE("connect failures are typed, bounded, backed off and never leak the pa
     const std::string wrong_password = "wrong-secret-Xq7!pw";
     const std::string real_password = test_server().password;
 
-    LoopbackSocket closed(false);
+    const LoopbackSocket closed(false);  // bound, never listening: connecting is refused
     const std::uint16_t closed_port = closed.port();
-    closed.close();                   // nothing listens there now
     LoopbackSocket black_hole(true);  // accepts (kernel backlog), never answers
 
     const auto at_port = [](std::uint16_t port) {
