@@ -239,7 +239,7 @@ remove_dir() {
     [[ -d $DIR ]] || return 0
     if [[ -d $DIR/n1 && -f $DIR/n1/port ]] || [[ -z $(ls -A "$DIR") ]] ||
         [[ -d $DIR/template && ! -e $DIR/n1 ]]; then
-        release_ports "$(cd "$DIR" && pwd)"
+        release_ports "$DIR"
         rm -rf "$DIR"
     else
         die "$DIR does not look like a $SCRIPT_NAME directory; not removing it"

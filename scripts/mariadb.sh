@@ -226,7 +226,7 @@ case $CMD in
             stop_server
             # Only remove what this script created (a data dir next to its own files).
             if [[ -d $DIR/data && -f $DIR/port ]] || [[ -z $(ls -A "$DIR") ]]; then
-                release_ports "$(cd "$DIR" && pwd)"
+                release_ports "$DIR"
                 rm -rf "$DIR"
             else
                 die "$DIR does not look like a mariadb.sh directory; not removing it"

@@ -77,8 +77,10 @@ free_ports() {
     printf '%s\n' "${ports[@]}"
 }
 
-# Ends the reservations of directory OWNER.
+# Ends the reservations of directory OWNER (relative or absolute; it must still exist).
 release_ports() {
     [[ -d $PORT_RESERVATIONS ]] || return 0
-    find "$PORT_RESERVATIONS" -maxdepth 1 -type l -lname "$1" -delete
+    local owner
+    owner=$(cd "$1" && pwd) || return 0
+    find "$PORT_RESERVATIONS" -maxdepth 1 -type l -lname "$owner" -delete
 }

@@ -310,7 +310,7 @@ case $CMD in
             if [[ -n $PG_BIN ]]; then stop_server immediate; fi
             # Only remove what this script created (a cluster next to its own files).
             if [[ -f $DIR/data/PG_VERSION && -f $DIR/port ]] || [[ -z $(ls -A "$DIR") ]]; then
-                release_ports "$(cd "$DIR" && pwd)"
+                release_ports "$DIR"
                 rm -rf "$DIR"
             else
                 die "$DIR does not look like a postgres.sh directory; not removing it"
