@@ -1,0 +1,47 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+
+namespace dbpool::detail {
+
+// The synchronisation a pool's core uses, as one policy: the mutex, the condition variable, the
+// atomics its threads hand state over with, the thread type of its workers, the clock its
+// waits are measured on, and the yield of its spin loops. Every build uses the standard
+// library's. The schedule explorer of the tests (tests/core/explore/) substitutes types of its
+// own with the same interface, each operation a scheduling point, so that it can run the real
+// pool code one thread at a time in every order it chooses.
+//
+// Counters that only feed stats() stay plain std::atomic: they hand nothing over between
+// threads, and exploring their orders would only multiply schedules.
+struct StdSync {
+    using mutex = std::mutex;
+    using condition_variable = std::condition_variable;
+    template <class T>
+    using atomic = std::atomic<T>;
+    using thread = std::thread;
+    using wait_clock = std::chrono::steady_clock;
+
+    static void yield() noexcept { std::this_thread::yield(); }
+};
+
+// A pool takes its synchronisation from its Clock: a clock type that names `dbpool_sync` brings
+// its own (the explorer's virtual clock does); every other clock uses StdSync.
+template <class Clock, class = void>
+struct SyncOf {
+    using type = StdSync;
+};
+
+template <class Clock>
+struct SyncOf<Clock, std::void_t<typename Clock::dbpool_sync>> {
+    using type = typename Clock::dbpool_sync;
+};
+
+template <class Clock>
+using sync_of_t = typename SyncOf<Clock>::type;
+
+}  // namespace dbpool::detail
