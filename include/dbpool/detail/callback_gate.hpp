@@ -1,7 +1,7 @@
 #pragma once
 
-#include <atomic>
-#include <thread>
+#include <dbpool/detail/sync.hpp>
+
 #include <utility>
 
 namespace dbpool::detail {
@@ -10,6 +10,7 @@ namespace dbpool::detail {
 // returns: pool workers may still be finishing I/O then, but the objects the callbacks refer to
 // may be destroyed as soon as the pool is. A callback that throws is ignored. No lock: a
 // callback may call back into the pool (stats(), even close()).
+template <class Sync = StdSync>
 class CallbackGate {
 public:
     template <class Callback, class... Args>
@@ -34,8 +35,11 @@ public:
         stopped_.store(true, std::memory_order_seq_cst);
         const int self = current().gate == this ? current().depth : 0;
         while (running_.load(std::memory_order_seq_cst) > self)
-            std::this_thread::yield();
+            Sync::yield();
     }
+
+    // Whether the calling thread is inside one of this gate's callbacks.
+    bool in_callback() const noexcept { return current().gate == this; }
 
 private:
     // The gate whose callbacks this thread is running, and how deeply nested.
@@ -49,8 +53,8 @@ private:
         return frame;
     }
 
-    std::atomic<int> running_{0};
-    std::atomic<bool> stopped_{false};
+    typename Sync::template atomic<int> running_{0};
+    typename Sync::template atomic<bool> stopped_{false};
 };
 
 }  // namespace dbpool::detail

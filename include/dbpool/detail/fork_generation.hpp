@@ -88,4 +88,16 @@ private:
     std::mutex* mutex_;
 };
 
+/// ForkLockRegistration for a pool's mutex when it is a std::mutex; other mutexes (the schedule
+/// explorer's, in tests) are not held across fork().
+template <class Mutex>
+struct ForkLockFor {
+    explicit ForkLockFor(Mutex& /*mutex*/) noexcept {}
+};
+
+template <>
+struct ForkLockFor<std::mutex> : ForkLockRegistration {
+    using ForkLockRegistration::ForkLockRegistration;
+};
+
 }  // namespace dbpool::detail

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <dbpool/detail/slot_state.hpp>
+#include <dbpool/detail/sync.hpp>
 #include <dbpool/options.hpp>
 
 #include <atomic>
@@ -19,8 +20,10 @@ namespace dbpool::detail {
 template <class Steady, class Owner>
 struct alignas(64) PoolSlot {
     using TimePoint = typename Steady::clock_type::time_point;
+    using sync_type = sync_of_t<typename Steady::clock_type>;
 
-    std::atomic<SlotState> state{SlotState::empty};
+    // The one word the lock-free acquire and return compete for.
+    typename sync_type::template atomic<SlotState> state{SlotState::empty};
     std::unique_ptr<Steady> steady;  // touched only by the slot's owner
 
     // The pool's shared state, held from reserve to the end of the close: while any
@@ -60,11 +63,18 @@ struct alignas(64) PoolSlot {
     // a transition the table refuses does not compile.
     template <SlotState From, SlotEvent Event>
     bool apply() noexcept {
+        SlotState seen = From;
+        return apply<From, Event>(seen);
+    }
+
+    // The same; when refused, `seen` is the state the compare-and-swap found.
+    template <SlotState From, SlotEvent Event>
+    bool apply(SlotState& seen) noexcept {
         constexpr SlotStep step = slot_step(From, Event);
         static_assert(step.valid, "the slot state machine has no such transition");
-        SlotState expected = From;
-        return state.compare_exchange_strong(expected, step.next, std::memory_order_seq_cst,
-                                             std::memory_order_relaxed);
+        seen = From;
+        return state.compare_exchange_strong(seen, step.next, std::memory_order_seq_cst,
+                                             std::memory_order_seq_cst);
     }
 
     // An owner's transition: only the owner changes an owned state, so a store suffices.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <dbpool/detail/saturating.hpp>
+#include <dbpool/detail/sync.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -11,16 +12,15 @@
 
 namespace dbpool::detail {
 
-using WaitClock = std::chrono::steady_clock;
-
 // A thread waiting in connection(): it parks on its own condition variable, and a returner
 // either hands it a connection directly or wakes it to look for one. Lives on the waiting
 // thread's stack; every field is guarded by the pool's mutex.
 template <class Slot>
 struct PoolWaiter {
-    std::condition_variable wake;
+    using Sync = typename Slot::sync_type;
+    typename Sync::condition_variable wake;
     Slot* handed = nullptr;  // given straight to this waiter, which has left the queue
-    WaitClock::time_point since{};
+    typename Sync::wait_clock::time_point since{};
 };
 
 // The result of a ping run on a pool worker for a waiting acquirer. Shared by both, since the
@@ -43,13 +43,21 @@ struct PingTicket {
 // every return would cost a context switch per operation (Go's mutex "starvation mode" trap),
 // so direct hand-offs are also spaced by a tenth of `handoff_after`: waiters still go strictly
 // in arrival order, and running threads keep the throughput up in between.
+//
+// Invariant (the one lost wake-ups break): whoever becomes the oldest waiter is woken, and so is
+// the oldest whenever a connection goes idle while it sleeps; so the oldest waiter is asleep
+// only while no connection is idle (checked when the pool is quiescent, in the explorer).
 template <class Slot>
 class WaitQueue {
+    using Sync = typename Slot::sync_type;
+    using WaitClock = typename Sync::wait_clock;
+    using WaitPoint = typename WaitClock::time_point;
+
 public:
     using Waiter = PoolWaiter<Slot>;
 
     explicit WaitQueue(std::chrono::microseconds handoff_after)
-        : window_(saturating_cast<WaitClock::duration>(handoff_after)) {}
+        : window_(saturating_cast<typename WaitClock::duration>(handoff_after)) {}
 
     bool empty() const noexcept { return queue_.empty(); }
     std::size_t size() const noexcept { return queue_.size(); }
@@ -82,8 +90,8 @@ public:
     }
 
     // When the oldest waiter becomes due a hand-off (max() with nobody waiting).
-    WaitClock::time_point front_due_at() const noexcept {
-        if (queue_.empty()) return WaitClock::time_point::max();
+    WaitPoint front_due_at() const noexcept {
+        if (queue_.empty()) return WaitPoint::max();
         const auto by_age = saturating_add(queue_.front()->since, window_);
         const auto by_spacing = saturating_add(last_handoff_, window_ / 10);
         return std::max(by_age, by_spacing);
@@ -112,7 +120,7 @@ public:
 
     // The oldest waiter, removed from the queue, when it is due for a direct hand-off (or when
     // `force`: a connection opened for the waiters goes to them); null otherwise.
-    Waiter* take_due(WaitClock::time_point now, bool force) noexcept {
+    Waiter* take_due(WaitPoint now, bool force) noexcept {
         if (queue_.empty()) return nullptr;
         const bool due =
             now - queue_.front()->since >= window_ && now - last_handoff_ >= window_ / 10;
@@ -121,13 +129,17 @@ public:
         queue_.pop_front();
         count_.fetch_sub(1, std::memory_order_seq_cst);
         front_due_.store(false, std::memory_order_seq_cst);
-        front_awake_.store(false, std::memory_order_seq_cst);  // the next one sleeps: wake it
         last_handoff_ = now;
+        // The next one becomes the oldest while it sleeps: wake it, so it looks for a free
+        // connection itself. Its predecessor may have been woken for one that is idle now, and
+        // was then given another: nobody else would wake the new oldest for the idle one.
+        front_awake_.store(false, std::memory_order_seq_cst);
+        wake_front();
         return waiter;
     }
 
     // Whether a thread that is not queued may take a free connection ahead of the queue.
-    bool newcomer_may_take(WaitClock::time_point now) const noexcept {
+    bool newcomer_may_take(WaitPoint now) const noexcept {
         return queue_.empty() || now - queue_.front()->since < window_;
     }
 
@@ -158,12 +170,12 @@ public:
     }
 
 private:
-    WaitClock::duration window_;
+    typename WaitClock::duration window_;
     std::deque<Waiter*> queue_;
-    WaitClock::time_point last_handoff_{};
-    alignas(64) std::atomic<int> count_{0};
-    std::atomic<bool> front_due_{false};
-    std::atomic<bool> front_awake_{false};
+    WaitPoint last_handoff_{};
+    alignas(64) typename Sync::template atomic<int> count_{0};
+    typename Sync::template atomic<bool> front_due_{false};
+    typename Sync::template atomic<bool> front_awake_{false};
 };
 
 }  // namespace dbpool::detail

@@ -16,6 +16,7 @@
 #include <dbpool/detail/saturating.hpp>
 #include <dbpool/detail/slot_state.hpp>
 #include <dbpool/detail/slot_table.hpp>
+#include <dbpool/detail/sync.hpp>
 #include <dbpool/detail/validate_options.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
@@ -59,11 +60,18 @@ public:
     using Slot = PoolSlot<Steady, PooledCore>;
 
 private:
+    using Sync = sync_of_t<Clock>;
+    using Mutex = typename Sync::mutex;
+    using Lock = std::unique_lock<Mutex>;
+    using Guard = std::lock_guard<Mutex>;
+    using CondVar = typename Sync::condition_variable;
+    using WaitClock = typename Sync::wait_clock;
+    using WaitPoint = typename WaitClock::time_point;
+    using Workers = PoolWorkers<Sync>;
     using Waiter = PoolWaiter<Slot>;
     using Ticket = PingTicket<Slot>;
     using TimePoint = typename Clock::time_point;
     using Ticks = typename Clock::duration;
-    using Lock = std::unique_lock<std::mutex>;
     using S = SlotState;
     using E = SlotEvent;
 
@@ -97,13 +105,13 @@ public:
         for (int i = 0; i < options_.mincached; ++i) {
             Slot* slot = nullptr;
             {
-                std::lock_guard<std::mutex> lock(mutex_);
+                Guard lock(mutex_);
                 if (at_limit_locked()) break;
                 slot = &reserve_locked();
             }
             connect_slot(*slot, false);
         }
-        std::lock_guard<std::mutex> lock(mutex_);
+        Guard lock(mutex_);
         start_scheduler_locked();
     }
 
@@ -145,7 +153,7 @@ public:
         for (;;) {
             Slot* shared = nullptr;
             {
-                std::lock_guard<std::mutex> lock(mutex_);
+                Guard lock(mutex_);
                 if (closed_.load()) throw closed_error();
                 if (static_cast<int>(shared_.size()) >= options_.maxshared) {
                     shared = least_shared_locked();
@@ -162,7 +170,7 @@ public:
             }
         }
         Slot& slot = acquire_slow(site, nullptr, deadline);
-        std::lock_guard<std::mutex> lock(mutex_);
+        Guard lock(mutex_);
         slot.share_count = 1;
         // When every shared connection is inside a transaction (or another thread filled the
         // shared set meanwhile), this one is used alone: sharing it would exceed maxshared.
@@ -225,11 +233,21 @@ public:
     // Refuses new requests, wakes every waiter with pool_closed, stops maintenance and closes
     // idle connections; borrowed ones are closed when they come back, those in a worker's
     // hands when its I/O ends. Waits for I/O in flight at most PoolWorkers::close_grace.
+    //
+    // When it returns, on every thread that called it, no callback of the pool runs any more
+    // (the callbacks' objects may go): a second close() waits for the first to finish. Except
+    // in a callback of this pool, which the first close() itself waits for.
     void close() noexcept {
         check_fork();  // a child must not close the parent's connections
-        if (closed_.exchange(true, std::memory_order_seq_cst)) return;
+        if (closed_.exchange(true, std::memory_order_seq_cst)) {
+            if (callbacks_.in_callback()) return;
+            Lock lock(mutex_);
+            while (!close_done_)
+                close_done_wake_->wait(lock);
+            return;
+        }
         std::vector<Slot*> idle;
-        std::thread scheduler;
+        typename Sync::thread scheduler;
         auto workers = decltype(workers_.stop_all_locked()){};
         {
             Lock lock(mutex_);
@@ -242,13 +260,12 @@ public:
             scheduler = std::move(scheduler_);
         }
         // Idle workers end at once (tasks queued before close() end quickly: they see the pool
-        // closed); busy ones after their I/O, waited for at most PoolWorkers::close_grace.
+        // closed); busy ones after their I/O, waited for at most Workers::close_grace.
         // Joining them means none is still inside a client library (or its thread-exit
         // handlers) once close() returns, e.g. when the process exits right after.
         {
             Lock lock(mutex_);
-            workers_.stop_locked(lock, workers,
-                                 std::chrono::steady_clock::now() + PoolWorkers::close_grace);
+            workers_.stop_locked(lock, workers, WaitClock::now() + Workers::close_grace);
         }
         for (auto& entry : workers) {
             if (entry.second.joinable()) entry.second.join();
@@ -265,13 +282,16 @@ public:
             retire(*slot);  // COM_QUIT and the like: sent, never waited for
         emit(EventKind::pool_closed, "pool closed");
         callbacks_.stop();  // none after close() returns: the callbacks' objects may go now
+        Guard lock(mutex_);
+        close_done_ = true;
+        close_done_wake_->notify_all();
     }
 
     // --- observing ---------------------------------------------------------------------------
 
     PoolStats stats() const {
         PoolStats stats;
-        std::lock_guard<std::mutex> lock(mutex_);
+        Guard lock(mutex_);
         const StateCounts counts = count_states_locked();
         stats.total = static_cast<std::size_t>(open_);
         stats.idle = counts.idle;
@@ -312,7 +332,7 @@ public:
     std::unique_ptr<Connection> connect(bool replacing) override {
         check_fork();
         {
-            std::lock_guard<std::mutex> lock(mutex_);
+            Guard lock(mutex_);
             if (closed_.load()) throw closed_error();
             const TimePoint now = Clock::now();
             if (backoff_.active(now)) throw backoff_.refusal(now, "");  // no attempt: not counted
@@ -321,7 +341,7 @@ public:
         try {
             auto fresh = open_connection(*creator_, options_.setsession);
             {
-                std::lock_guard<std::mutex> lock(mutex_);
+                Guard lock(mutex_);
                 --attempting_;
                 ++created_;
                 if (replacing) ++reconnects_;
@@ -334,7 +354,7 @@ public:
             // Reported before anyone can act on it: waiters give up only once it is recorded.
             emit(EventKind::connect_failed, error.what());
             {
-                std::lock_guard<std::mutex> lock(mutex_);
+                Guard lock(mutex_);
                 --attempting_;
                 ++failed_connects_;
                 backoff_.failed(error, Clock::now());
@@ -348,7 +368,7 @@ public:
         Traits::close(*connection);
         connection.reset();
         {
-            std::lock_guard<std::mutex> lock(mutex_);
+            Guard lock(mutex_);
             ++closed_count_;
         }
         emit(EventKind::closed, "closed a connection");
@@ -376,8 +396,8 @@ private:
         return std::clamp(limit, 2, 64);
     }
 
-    WaitClock::time_point deadline_from(WaitClock::time_point start) const noexcept {
-        if (options_.acquire_timeout.count() <= 0) return WaitClock::time_point::max();
+    WaitPoint deadline_from(WaitPoint start) const noexcept {
+        if (options_.acquire_timeout.count() <= 0) return WaitPoint::max();
         return saturating_add(start, options_.acquire_timeout);
     }
 
@@ -428,7 +448,7 @@ private:
         return ping_bypass_.count() <= 0 || now - slot.steady->last_success() >= ping_bypass_;
     }
 
-    Slot& acquire_slow(AcquireSite site, Slot* candidate, WaitClock::time_point deadline) {
+    Slot& acquire_slow(AcquireSite site, Slot* candidate, WaitPoint deadline) {
         std::shared_ptr<PooledCore> self;  // taken before waiting: a waiter keeps the state alive
         Waiter waiter;
         waiter.since = WaitClock::now();
@@ -464,8 +484,7 @@ private:
     // Only the oldest waiter looks for a free connection; the others sleep until they are the
     // oldest. The oldest sleeps until a returner hands it a connection or wakes it, until it is
     // due a hand-off (then returners hand it the next one), or until its deadline.
-    Slot& wait_for_slot(Waiter& waiter, WaitClock::time_point deadline,
-                        std::shared_ptr<PooledCore>& self) {
+    Slot& wait_for_slot(Waiter& waiter, WaitPoint deadline, std::shared_ptr<PooledCore>& self) {
         Lock lock(mutex_);
         bool queued = false;
         const auto leave = [&] {
@@ -529,7 +548,7 @@ private:
                 }
             }
             if (!self) self = this->shared_from_this();
-            if (until == WaitClock::time_point::max()) {
+            if (until == WaitPoint::max()) {
                 waiter.wake.wait(lock);
             } else {
                 waiter.wake.wait_until(lock, until);
@@ -544,15 +563,22 @@ private:
     // Pings an owned connection on a worker before it is handed out, waiting at most until
     // `deadline`. True: alive and ours. False: dead (a worker closes it). Throws timeout or
     // pool_closed; the ping goes on, and its connection is offered to the pool when it ends.
-    bool validate_hand_out(Slot& slot, Waiter& waiter, WaitClock::time_point deadline,
+    bool validate_hand_out(Slot& slot, Waiter& waiter, WaitPoint deadline,
                            std::shared_ptr<PooledCore>& self) {
         if (!self) self = this->shared_from_this();
         auto ticket = std::make_shared<Ticket>();
         ticket->waiter = &waiter;
         Lock lock(mutex_);
+        if (!worker_ready_locked()) {  // nobody can ping it: back to the pool, unpinged
+            const bool closed = closed_.load();
+            slot.template move<S::in_use, E::release>();
+            offer_locked(slot, lock, false);
+            if (closed) throw closed_error();
+            throw no_worker_error("ping a connection before handing it out");
+        }
         slot.template move<S::in_use, E::stale>();
         validating_.push_back(&waiter);
-        post_locked([this, &slot, ticket] { run_validation(slot, *ticket); });
+        workers_.push_locked([this, &slot, ticket] { run_validation(slot, *ticket); });
         const auto stop_waiting = [&] {
             ticket->waiter = nullptr;
             validating_.erase(std::find(validating_.begin(), validating_.end(), &waiter));
@@ -570,7 +596,7 @@ private:
                 stop_waiting();
                 throw timeout_locked(lock, waiter.since);
             }
-            if (deadline == WaitClock::time_point::max()) {
+            if (deadline == WaitPoint::max()) {
                 waiter.wake.wait(lock);
             } else {
                 waiter.wake.wait_until(lock, deadline);
@@ -606,18 +632,25 @@ private:
 
     // Pings a shared connection on a worker; the others keep using it meanwhile. True: alive,
     // and our share stands. False: dead, our share was returned and nobody gets it again.
-    bool ping_shared(Slot& slot, WaitClock::time_point deadline) {
+    bool ping_shared(Slot& slot, WaitPoint deadline) {
         auto ticket = std::make_shared<Ticket>();
         Waiter waiter;
         waiter.since = WaitClock::now();
         ticket->waiter = &waiter;
         Lock lock(mutex_);
+        if (!worker_ready_locked()) {
+            const bool closed = closed_.load();
+            lock.unlock();
+            give_back(slot, true, false);
+            if (closed) throw closed_error();
+            throw no_worker_error("ping a shared connection");
+        }
         ++slot.share_count;  // the worker's own share: the connection stays while it pings
         validating_.push_back(&waiter);
-        post_locked([this, &slot, ticket] {
+        workers_.push_locked([this, &slot, ticket] {
             const bool alive = slot.steady->ping();
             {
-                std::lock_guard<std::mutex> guard(mutex_);
+                Guard guard(mutex_);
                 ticket->result = alive ? Ticket::Result::alive : Ticket::Result::dead;
                 if (ticket->waiter != nullptr) ticket->waiter->wake.notify_one();
             }
@@ -643,7 +676,7 @@ private:
                 give_back(slot, true, false);
                 throw error;
             }
-            if (deadline == WaitClock::time_point::max()) {
+            if (deadline == WaitPoint::max()) {
                 waiter.wake.wait(lock);
             } else {
                 waiter.wake.wait_until(lock, deadline);
@@ -666,7 +699,7 @@ private:
     // A sharer's return; true when it was the last share, so the connection itself comes back
     // (`discard` then says whether to close it).
     bool last_share(Slot& slot, bool& discard) noexcept {
-        std::lock_guard<std::mutex> lock(mutex_);
+        Guard lock(mutex_);
         if (discard && !slot.doomed) slot.doomed = true;  // others keep it until they are done
         if (slot.doomed)
             shared_.erase(std::remove(shared_.begin(), shared_.end(), &slot), shared_.end());
@@ -751,7 +784,7 @@ private:
 
     void free_capacity(Slot& slot, SlotEvent event) noexcept {
         std::shared_ptr<PooledCore> hold;  // destroyed last, after the lock is released
-        std::lock_guard<std::mutex> lock(mutex_);
+        Guard lock(mutex_);
         hold = std::move(slot.keep_alive);
         if (event == E::closed) {
             slot.template move<S::retiring, E::closed>();
@@ -788,7 +821,7 @@ private:
             steady = std::make_unique<Steady>(FromSource{}, *this, steady_options_);
         } catch (...) {
             if (by_caller) {
-                std::lock_guard<std::mutex> lock(mutex_);
+                Guard lock(mutex_);
                 --caller_connects_;
             }
             free_capacity(slot, E::connect_failed);
@@ -812,16 +845,16 @@ private:
     // the server's end of it scheduled together: opened on a worker and handed over, 8 threads
     // on a pool of 8 served 20-30% fewer PostgreSQL requests (docs/benchmarks.md).
     // Throws connect_failed (counted, the back-off told, the capacity freed) or pool_closed.
-    Slot* connect_for_caller(WaitClock::time_point deadline) {
+    Slot* connect_for_caller(WaitPoint deadline) {
         if (!connect_bound_ || !options_.setsession.empty()) return nullptr;
         Slot* slot = nullptr;
         {
-            std::lock_guard<std::mutex> lock(mutex_);
+            Guard lock(mutex_);
             if (closed_.load() || waiting_.count() != 0 || at_limit_locked() ||
                 backoff_.failing()) {
                 return nullptr;
             }
-            if (deadline != WaitClock::time_point::max() &&
+            if (deadline != WaitPoint::max() &&
                 saturating_add(WaitClock::now(), *connect_bound_) > deadline) {
                 return nullptr;
             }
@@ -842,12 +875,12 @@ private:
     // connect_for_caller(), except that a refused connect does not end a blocking acquire while
     // a borrowed connection can come back: the database may be up but full (at its
     // max_connections), and the caller then waits like anyone else (wait_for_slot decides).
-    Slot* try_connect_for_caller(WaitClock::time_point deadline) {
+    Slot* try_connect_for_caller(WaitPoint deadline) {
         try {
             return connect_for_caller(deadline);
         } catch (const Error& error) {
             if (error.code() != ErrorCode::connect_failed || !options_.blocking) throw;
-            std::lock_guard<std::mutex> lock(mutex_);
+            Guard lock(mutex_);
             if (closed_.load() || count_states_locked().busy == 0) throw;
             return nullptr;
         }
@@ -860,8 +893,12 @@ private:
         while (!closed_.load() && !at_limit_locked() &&
                waiting_.size() > static_cast<std::size_t>(connecting_ - caller_connects_)) {
             if (backoff_.failing() && (connecting_ > 0 || backoff_.active(Clock::now()))) return;
+            if (!worker_ready_locked()) {
+                worker_refused_locked();
+                return;
+            }
             Slot& slot = reserve_locked();
-            post_locked([this, &slot] { connect_quietly(slot, true); });
+            workers_.push_locked([this, &slot] { connect_quietly(slot, true); });
         }
     }
 
@@ -894,18 +931,24 @@ private:
         return nullptr;
     }
 
-    // Every idle slot, claimed for closing; waits for slots that are mid-return.
+    // Every idle slot, claimed for closing; waits for slots that are mid-return. Each slot is
+    // judged by one read, the compare-and-swap's: a return that goes idle between two reads
+    // would otherwise be neither claimed nor waited for, and never closed.
     std::vector<Slot*> claim_all_idle_locked(Lock& lock) {
         std::vector<Slot*> claimed;
         for (;;) {
             bool pending = false;
             for (Slot& slot : slots_) {
-                if (slot.template apply<S::idle, E::expire>()) claimed.push_back(&slot);
-                if (slot.load() == S::returning) pending = true;
+                SlotState seen = S::idle;
+                if (slot.template apply<S::idle, E::expire>(seen)) {
+                    claimed.push_back(&slot);
+                } else if (seen == S::returning) {
+                    pending = true;
+                }
             }
             if (!pending) return claimed;
             lock.unlock();
-            std::this_thread::yield();
+            Sync::yield();
             lock.lock();
         }
     }
@@ -931,7 +974,7 @@ private:
         return counts;
     }
 
-    void record_wait_locked(WaitClock::time_point since) noexcept {
+    void record_wait_locked(WaitPoint since) noexcept {
         const auto waited =
             std::chrono::duration_cast<std::chrono::nanoseconds>(WaitClock::now() - since);
         acquire_wait_.total += waited;
@@ -971,7 +1014,7 @@ private:
         return picture;
     }
 
-    Error timeout_locked(Lock& lock, WaitClock::time_point since) {
+    Error timeout_locked(Lock& lock, WaitPoint since) {
         ++timeouts_;
         const auto waited =
             std::chrono::duration_cast<std::chrono::milliseconds>(WaitClock::now() - since);
@@ -1008,7 +1051,7 @@ private:
     // need no maintenance has no such thread at all.
     void start_scheduler_locked() {
         if (!options_.background_maintenance || !rules_.needed() || closed_.load()) return;
-        scheduler_ = std::thread([self = this->shared_from_this()] { self->schedule(); });
+        scheduler_ = typename Sync::thread([self = this->shared_from_this()] { self->schedule(); });
     }
 
     // The thread's body. What can throw here (out of memory, a failing mutex) would end the
@@ -1051,23 +1094,25 @@ private:
                 if (state != S::idle) continue;
                 const auto idle_for =
                     now - Slot::time_of(slot.idle_since.load(std::memory_order_relaxed));
-                switch (rules_.judge_idle(idle_for, lifetime_over(slot, now), keep)) {
-                    case IdleVerdict::keep: break;
-                    case IdleVerdict::expire:
-                        if (!slot.template apply<S::idle, E::expire>()) break;
-                        --keep;
-                        io.emplace_back([this, &slot] { retire(slot); });
-                        break;
-                    case IdleVerdict::keepalive:
-                        if (!slot.template apply<S::idle, E::keepalive>()) break;
-                        io.emplace_back([this, &slot] { run_keepalive(slot); });
-                        break;
+                const IdleVerdict verdict =
+                    rules_.judge_idle(idle_for, lifetime_over(slot, now), keep);
+                if (verdict == IdleVerdict::keep) continue;
+                // Decide only what can be carried out: without a worker, the next pass decides.
+                if (!inline_io && !worker_ready_locked()) break;
+                std::function<void()> task;
+                if (verdict == IdleVerdict::expire) {
+                    if (!slot.template apply<S::idle, E::expire>()) continue;
+                    --keep;
+                    task = [this, &slot] { retire(slot); };
+                } else {
+                    if (!slot.template apply<S::idle, E::keepalive>()) continue;
+                    task = [this, &slot] { run_keepalive(slot); };
                 }
-            }
-            if (!inline_io) {
-                for (auto& task : io)
-                    post_locked(std::move(task));
-                io.clear();
+                if (inline_io) {
+                    io.push_back(std::move(task));
+                } else {
+                    workers_.push_locked(std::move(task));
+                }
             }
         }
         for (auto& task : io)
@@ -1082,16 +1127,20 @@ private:
     void refill(bool inline_io) {
         std::vector<Slot*> reserved;
         {
-            std::lock_guard<std::mutex> lock(mutex_);
+            Guard lock(mutex_);
             const TimePoint now = Clock::now();
             while (!closed_.load() && open_ < options_.mincached && !at_limit_locked() &&
                    !(backoff_.failing() && (connecting_ > 0 || backoff_.active(now)))) {
-                Slot& slot = reserve_locked();
                 if (inline_io) {
-                    reserved.push_back(&slot);
-                } else {
-                    post_locked([this, &slot] { connect_quietly(slot, false); });
+                    reserved.push_back(&reserve_locked());
+                    continue;
                 }
+                if (!worker_ready_locked()) {
+                    worker_refused_locked();
+                    break;
+                }
+                Slot& slot = reserve_locked();
+                workers_.push_locked([this, &slot] { connect_quietly(slot, false); });
             }
         }
         for (Slot* slot : reserved)
@@ -1157,7 +1206,7 @@ private:
         // Up to 2.5% earlier, so connections opened together do not all expire together.
         const std::int64_t spread = lifetime / 40;
         if (spread == 0) return lifetime;
-        std::lock_guard<std::mutex> lock(mutex_);
+        Guard lock(mutex_);
         return lifetime -
                static_cast<std::int64_t>(next_random() % (static_cast<std::uint64_t>(spread) + 1));
     }
@@ -1172,13 +1221,33 @@ private:
 
     // --- workers and events ------------------------------------------------------------------
 
-    void post_locked(std::function<void()> task) {
-        workers_.post_locked(
-            std::move(task), [self = this->shared_from_this()](PoolWorkers::Worker* worker) {
+    // Whether a pool worker will run the next task queued (PoolWorkers::reserve_locked): false
+    // after close(), and when no worker thread can be started and none runs. The caller queues
+    // its task with workers_.push_locked() only after true, and prepares nothing before asking
+    // that it could not undo.
+    bool worker_ready_locked() {
+        if (closed_.load()) return false;
+        return workers_.reserve_locked(
+            [self = this->shared_from_this()](typename Workers::Worker* worker) {
                 prepare_thread();
                 Lock lock(self->mutex_);
                 self->workers_.run(lock, worker, [&self] { return self->closed_.load(); });
             });
+    }
+
+    // No worker could be started for a connect: counted as a failed connect attempt, so the
+    // back-off spaces the retries and waiters that nothing can serve are told, as when the
+    // database refuses.
+    void worker_refused_locked() {
+        ++failed_connects_;
+        backoff_.failed(no_worker_error("open a connection"), Clock::now());
+        waiting_.wake_all();
+    }
+
+    static Error no_worker_error(const char* task) {
+        return Error(ErrorCode::connect_failed,
+                     std::string("dbpool: could not start a pool worker thread to ") + task +
+                         " (the process is out of threads or memory)");
     }
 
     void emit(EventKind kind, const std::string& detail) const noexcept {
@@ -1187,7 +1256,7 @@ private:
 
     void recover_after_fork() noexcept {
         std::vector<std::shared_ptr<PooledCore>> released;  // dropped after the lock
-        std::lock_guard<std::mutex> lock(mutex_);
+        Guard lock(mutex_);
         const unsigned generation = fork_generation();
         if (fork_generation_.load(std::memory_order_relaxed) == generation) return;
         const auto me = std::this_thread::get_id();
@@ -1212,7 +1281,9 @@ private:
         validating_.clear();
         workers_.forget_all();
         static_cast<void>(schedule_wake_.release());  // see PoolWorkers::forget_all
-        schedule_wake_ = std::make_unique<std::condition_variable>();
+        schedule_wake_ = std::make_unique<CondVar>();
+        static_cast<void>(close_done_wake_.release());
+        close_done_wake_ = std::make_unique<CondVar>();
         if (scheduler_.joinable()) scheduler_.detach();  // that thread exists in the parent only
         fork_generation_.store(generation, std::memory_order_relaxed);
         try {
@@ -1232,20 +1303,21 @@ private:
     Ticks ping_bypass_{};
     MaintenanceRules<Ticks> rules_{options_};
     std::atomic<unsigned> fork_generation_{detail::fork_generation()};
-    std::atomic<bool> closed_{false};
+    typename Sync::template atomic<bool> closed_{false};
 
     // Guarded by mutex_ (the waiter count excepted, see WaitQueue).
-    alignas(64) mutable std::mutex mutex_;
-    ForkLockRegistration fork_lock_{mutex_};
+    alignas(64) mutable Mutex mutex_;
+    ForkLockFor<Mutex> fork_lock_{mutex_};
     SlotTable<Slot> slots_;  // never shrinks: slots are reused, not freed; read without the lock
     std::vector<Slot*> free_slots_;  // empty slots, ready for reserve
     std::vector<Slot*> shared_;
     WaitQueue<Slot> waiting_;
     std::vector<Waiter*> validating_;  // acquirers waiting for a hand-out ping
-    PoolWorkers workers_;
-    std::unique_ptr<std::condition_variable> schedule_wake_ =
-        std::make_unique<std::condition_variable>();
-    std::thread scheduler_;
+    Workers workers_;
+    std::unique_ptr<CondVar> schedule_wake_ = std::make_unique<CondVar>();
+    bool close_done_ = false;  // the first close() has finished: later ones may return
+    std::unique_ptr<CondVar> close_done_wake_ = std::make_unique<CondVar>();
+    typename Sync::thread scheduler_;
     ConnectBackoff<Clock> backoff_;
     std::uint64_t random_ =  // seeded per pool and per run
         reinterpret_cast<std::uintptr_t>(this) ^
@@ -1265,7 +1337,7 @@ private:
     std::uint64_t shared_handouts_ = 0;
     DurationSummary acquire_wait_;
 
-    mutable CallbackGate callbacks_;
+    mutable CallbackGate<Sync> callbacks_;
 };
 
 }  // namespace dbpool::detail
