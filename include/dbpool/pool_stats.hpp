@@ -25,9 +25,9 @@ struct DurationSummary {
 
 /// A consistent-enough snapshot of a pool, taken under its lock; cheap, meant for scraping.
 struct PoolStats {
-    std::size_t total = 0;              ///< Connections open or being opened.
-    std::size_t idle = 0;               ///< Open and not handed out.
-    std::size_t in_use = 0;             ///< Handed out (shared ones once each).
+    std::size_t total = 0;              ///< Open or being opened: idle + in_use + connecting.
+    std::size_t idle = 0;               ///< Open and not handed out (keepalive pings included).
+    std::size_t in_use = 0;             ///< Handed out (shared ones once), returning or closing.
     std::size_t connecting = 0;         ///< New connections being opened for the pool.
     std::size_t waiting = 0;            ///< Threads waiting for a connection.
     std::size_t maxconnections = 0;     ///< The limit (0 = none).

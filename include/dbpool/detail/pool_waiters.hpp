@@ -161,6 +161,19 @@ public:
             waiter->wake.notify_one();
     }
 
+    // Asserts what holds at the end of every locked section; `fail` gets what does not.
+    template <class Fail>
+    void check_locked(Fail&& fail) const {
+        if (count_.load(std::memory_order_relaxed) != static_cast<int>(queue_.size())) {
+            fail("the waiter count differs from the queue");
+        }
+        for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+            if ((*it)->handed != nullptr) fail("a queued waiter was handed a connection");
+            if (std::find(it + 1, queue_.end(), *it) != queue_.end())
+                fail("a waiter is queued twice");
+        }
+    }
+
     // In a child after fork(): the waiters were threads of the parent.
     void forget_all() noexcept {
         queue_.clear();

@@ -10,6 +10,8 @@
 #include <dbpool/detail/fork_generation.hpp>
 #include <dbpool/detail/maintenance_rules.hpp>
 #include <dbpool/detail/pool_diagnostics.hpp>
+#include <dbpool/detail/pool_invariants.hpp>
+#include <dbpool/detail/pool_lock.hpp>
 #include <dbpool/detail/pool_slot.hpp>
 #include <dbpool/detail/pool_waiters.hpp>
 #include <dbpool/detail/pool_workers.hpp>
@@ -62,8 +64,7 @@ public:
 private:
     using Sync = sync_of_t<Clock>;
     using Mutex = typename Sync::mutex;
-    using Lock = std::unique_lock<Mutex>;
-    using Guard = std::lock_guard<Mutex>;
+    using Lock = PoolLock<PooledCore, Mutex>;
     using CondVar = typename Sync::condition_variable;
     using WaitClock = typename Sync::wait_clock;
     using WaitPoint = typename WaitClock::time_point;
@@ -105,13 +106,13 @@ public:
         for (int i = 0; i < options_.mincached; ++i) {
             Slot* slot = nullptr;
             {
-                Guard lock(mutex_);
+                Lock lock(*this);
                 if (at_limit_locked()) break;
                 slot = &reserve_locked();
             }
             connect_slot(*slot, false);
         }
-        Guard lock(mutex_);
+        Lock lock(*this);
         start_scheduler_locked();
     }
 
@@ -153,13 +154,14 @@ public:
         for (;;) {
             Slot* shared = nullptr;
             {
-                Guard lock(mutex_);
+                Lock lock(*this);
                 if (closed_.load()) throw closed_error();
                 if (static_cast<int>(shared_.size()) >= options_.maxshared) {
                     shared = least_shared_locked();
                     if (shared != nullptr) {
                         ++shared->share_count;
-                        ++shared_handouts_;
+                        // A pinged share counts once its ping answered (ping_shared).
+                        if ((options_.ping & Ping::on_request) == 0) ++shared_handouts_;
                     }
                 }
             }
@@ -170,7 +172,7 @@ public:
             }
         }
         Slot& slot = acquire_slow(site, nullptr, deadline);
-        Guard lock(mutex_);
+        Lock lock(*this);
         slot.share_count = 1;
         // When every shared connection is inside a transaction (or another thread filled the
         // shared set meanwhile), this one is used alone: sharing it would exceed maxshared.
@@ -241,16 +243,16 @@ public:
         check_fork();  // a child must not close the parent's connections
         if (closed_.exchange(true, std::memory_order_seq_cst)) {
             if (callbacks_.in_callback()) return;
-            Lock lock(mutex_);
+            Lock lock(*this);
             while (!close_done_)
-                close_done_wake_->wait(lock);
+                lock.wait(*close_done_wake_);
             return;
         }
         std::vector<Slot*> idle;
         typename Sync::thread scheduler;
         auto workers = decltype(workers_.stop_all_locked()){};
         {
-            Lock lock(mutex_);
+            Lock lock(*this);
             waiting_.wake_all();
             for (Waiter* waiter : validating_)
                 waiter->wake.notify_one();
@@ -264,7 +266,7 @@ public:
         // Joining them means none is still inside a client library (or its thread-exit
         // handlers) once close() returns, e.g. when the process exits right after.
         {
-            Lock lock(mutex_);
+            Lock lock(*this);
             workers_.stop_locked(lock, workers, WaitClock::now() + Workers::close_grace);
         }
         for (auto& entry : workers) {
@@ -282,7 +284,7 @@ public:
             retire(*slot);  // COM_QUIT and the like: sent, never waited for
         emit(EventKind::pool_closed, "pool closed");
         callbacks_.stop();  // none after close() returns: the callbacks' objects may go now
-        Guard lock(mutex_);
+        Lock lock(*this);
         close_done_ = true;
         close_done_wake_->notify_all();
     }
@@ -291,12 +293,18 @@ public:
 
     PoolStats stats() const {
         PoolStats stats;
-        Guard lock(mutex_);
-        const StateCounts counts = count_states_locked();
+        Lock lock(*this);
+        // total = idle + in_use + connecting, always. The open and connecting counts are exact
+        // under the lock; a slot may go between idle and in use meanwhile (lock-free acquire
+        // and return), so in_use is what remains, and each open slot is counted once.
         stats.total = static_cast<std::size_t>(open_);
-        stats.idle = counts.idle;
-        stats.in_use = counts.in_use;
         stats.connecting = static_cast<std::size_t>(connecting_);
+        for (Slot& slot : slots_) {
+            const SlotState state = slot.load();
+            if (state == S::idle || state == S::pinging) ++stats.idle;  // pinging: keepalive
+        }
+        stats.idle = std::min(stats.idle, stats.total - stats.connecting);
+        stats.in_use = stats.total - stats.connecting - stats.idle;
         stats.waiting = waiting_.size();
         stats.maxconnections = static_cast<std::size_t>(options_.maxconnections);
         for (Slot& slot : slots_) {
@@ -332,7 +340,7 @@ public:
     std::unique_ptr<Connection> connect(bool replacing) override {
         check_fork();
         {
-            Guard lock(mutex_);
+            Lock lock(*this);
             if (closed_.load()) throw closed_error();
             const TimePoint now = Clock::now();
             if (backoff_.active(now)) throw backoff_.refusal(now, "");  // no attempt: not counted
@@ -341,7 +349,7 @@ public:
         try {
             auto fresh = open_connection(*creator_, options_.setsession);
             {
-                Guard lock(mutex_);
+                Lock lock(*this);
                 --attempting_;
                 ++created_;
                 if (replacing) ++reconnects_;
@@ -354,7 +362,7 @@ public:
             // Reported before anyone can act on it: waiters give up only once it is recorded.
             emit(EventKind::connect_failed, error.what());
             {
-                Guard lock(mutex_);
+                Lock lock(*this);
                 --attempting_;
                 ++failed_connects_;
                 backoff_.failed(error, Clock::now());
@@ -368,7 +376,7 @@ public:
         Traits::close(*connection);
         connection.reset();
         {
-            Guard lock(mutex_);
+            Lock lock(*this);
             ++closed_count_;
         }
         emit(EventKind::closed, "closed a connection");
@@ -485,7 +493,7 @@ private:
     // oldest. The oldest sleeps until a returner hands it a connection or wakes it, until it is
     // due a hand-off (then returners hand it the next one), or until its deadline.
     Slot& wait_for_slot(Waiter& waiter, WaitPoint deadline, std::shared_ptr<PooledCore>& self) {
-        Lock lock(mutex_);
+        Lock lock(*this);
         bool queued = false;
         const auto leave = [&] {
             if (queued) waiting_.remove(waiter);
@@ -549,9 +557,9 @@ private:
             }
             if (!self) self = this->shared_from_this();
             if (until == WaitPoint::max()) {
-                waiter.wake.wait(lock);
+                lock.wait(waiter.wake);
             } else {
-                waiter.wake.wait_until(lock, until);
+                lock.wait_until(waiter.wake, until);
             }
             now = WaitClock::now();
             if (queued && waiting_.is_front(waiter) && now >= waiting_.front_due_at()) {
@@ -568,7 +576,7 @@ private:
         if (!self) self = this->shared_from_this();
         auto ticket = std::make_shared<Ticket>();
         ticket->waiter = &waiter;
-        Lock lock(mutex_);
+        Lock lock(*this);
         if (!worker_ready_locked()) {  // nobody can ping it: back to the pool, unpinged
             const bool closed = closed_.load();
             slot.template move<S::in_use, E::release>();
@@ -597,9 +605,9 @@ private:
                 throw timeout_locked(lock, waiter.since);
             }
             if (deadline == WaitPoint::max()) {
-                waiter.wake.wait(lock);
+                lock.wait(waiter.wake);
             } else {
-                waiter.wake.wait_until(lock, deadline);
+                lock.wait_until(waiter.wake, deadline);
             }
         }
     }
@@ -607,7 +615,7 @@ private:
     void run_validation(Slot& slot, Ticket& ticket) noexcept {
         // The slot is ours while validating. After close() nobody gets it: no I/O for it then.
         const bool alive = !closed_.load() && slot.steady->ping();
-        Lock lock(mutex_);
+        Lock lock(*this);
         Waiter* waiter = std::exchange(ticket.waiter, nullptr);
         if (alive && waiter != nullptr) {
             slot.template move<S::validating, E::ping_ok>();
@@ -637,7 +645,7 @@ private:
         Waiter waiter;
         waiter.since = WaitClock::now();
         ticket->waiter = &waiter;
-        Lock lock(mutex_);
+        Lock lock(*this);
         if (!worker_ready_locked()) {
             const bool closed = closed_.load();
             lock.unlock();
@@ -650,7 +658,7 @@ private:
         workers_.push_locked([this, &slot, ticket] {
             const bool alive = slot.steady->ping();
             {
-                Guard guard(mutex_);
+                Lock guard(*this);
                 ticket->result = alive ? Ticket::Result::alive : Ticket::Result::dead;
                 if (ticket->waiter != nullptr) ticket->waiter->wake.notify_one();
             }
@@ -663,7 +671,10 @@ private:
         for (;;) {
             if (ticket->result != Ticket::Result::pending) {
                 stop_waiting();
-                if (ticket->result == Ticket::Result::alive) return true;
+                if (ticket->result == Ticket::Result::alive) {
+                    ++shared_handouts_;
+                    return true;
+                }
                 lock.unlock();
                 give_back(slot, true, true);
                 return false;
@@ -677,9 +688,9 @@ private:
                 throw error;
             }
             if (deadline == WaitPoint::max()) {
-                waiter.wake.wait(lock);
+                lock.wait(waiter.wake);
             } else {
-                waiter.wake.wait_until(lock, deadline);
+                lock.wait_until(waiter.wake, deadline);
             }
         }
     }
@@ -699,7 +710,7 @@ private:
     // A sharer's return; true when it was the last share, so the connection itself comes back
     // (`discard` then says whether to close it).
     bool last_share(Slot& slot, bool& discard) noexcept {
-        Guard lock(mutex_);
+        Lock lock(*this);
         if (discard && !slot.doomed) slot.doomed = true;  // others keep it until they are done
         if (slot.doomed)
             shared_.erase(std::remove(shared_.begin(), shared_.end(), &slot), shared_.end());
@@ -749,7 +760,7 @@ private:
     // it is closed when the pool is closed or keeps maxcached idle ones already. `opened` says
     // it was opened for the waiters, so the oldest gets it whether due or not.
     void offer(Slot& slot, bool opened) noexcept {
-        Lock lock(mutex_);
+        Lock lock(*this);
         offer_locked(slot, lock, opened);
     }
 
@@ -784,7 +795,7 @@ private:
 
     void free_capacity(Slot& slot, SlotEvent event) noexcept {
         std::shared_ptr<PooledCore> hold;  // destroyed last, after the lock is released
-        Guard lock(mutex_);
+        Lock lock(*this);
         hold = std::move(slot.keep_alive);
         if (event == E::closed) {
             slot.template move<S::retiring, E::closed>();
@@ -821,7 +832,7 @@ private:
             steady = std::make_unique<Steady>(FromSource{}, *this, steady_options_);
         } catch (...) {
             if (by_caller) {
-                Guard lock(mutex_);
+                Lock lock(*this);
                 --caller_connects_;
             }
             free_capacity(slot, E::connect_failed);
@@ -830,7 +841,7 @@ private:
         Slot::publish(slot.opened_at, steady->opened_at());
         slot.lifetime.store(jittered_lifetime_ticks(), std::memory_order_relaxed);
         slot.steady = std::move(steady);
-        Lock lock(mutex_);
+        Lock lock(*this);
         --connecting_;
         if (by_caller) --caller_connects_;
         slot.template move<S::connecting, E::connect_ok>();
@@ -849,7 +860,7 @@ private:
         if (!connect_bound_ || !options_.setsession.empty()) return nullptr;
         Slot* slot = nullptr;
         {
-            Guard lock(mutex_);
+            Lock lock(*this);
             if (closed_.load() || waiting_.count() != 0 || at_limit_locked() ||
                 backoff_.failing()) {
                 return nullptr;
@@ -880,7 +891,7 @@ private:
             return connect_for_caller(deadline);
         } catch (const Error& error) {
             if (error.code() != ErrorCode::connect_failed || !options_.blocking) throw;
-            Guard lock(mutex_);
+            Lock lock(*this);
             if (closed_.load() || count_states_locked().busy == 0) throw;
             return nullptr;
         }
@@ -1058,11 +1069,11 @@ private:
     // process anyway once it left the thread; noexcept only says so.
     void schedule() noexcept {  // NOLINT(bugprone-exception-escape)
         const auto interval = rules_.interval();
-        Lock lock(mutex_);
+        Lock lock(*this);
         auto next_pass = WaitClock::now() + interval;
         const unsigned generation = fork_generation_.load(std::memory_order_relaxed);
         for (;;) {
-            schedule_wake_->wait_until(lock, next_pass);
+            lock.wait_until(*schedule_wake_, next_pass);
             if (closed_.load() || generation != fork_generation_.load(std::memory_order_relaxed)) {
                 return;
             }
@@ -1085,7 +1096,7 @@ private:
         std::vector<std::function<void()>> io;
         std::vector<LeakReport> leaks;
         {
-            Lock lock(mutex_);
+            Lock lock(*this);
             if (closed_.load()) return;
             int keep = open_;
             for (Slot& slot : slots_) {
@@ -1127,7 +1138,7 @@ private:
     void refill(bool inline_io) {
         std::vector<Slot*> reserved;
         {
-            Guard lock(mutex_);
+            Lock lock(*this);
             const TimePoint now = Clock::now();
             while (!closed_.load() && open_ < options_.mincached && !at_limit_locked() &&
                    !(backoff_.failing() && (connecting_ > 0 || backoff_.active(now)))) {
@@ -1206,7 +1217,7 @@ private:
         // Up to 2.5% earlier, so connections opened together do not all expire together.
         const std::int64_t spread = lifetime / 40;
         if (spread == 0) return lifetime;
-        Guard lock(mutex_);
+        Lock lock(*this);
         return lifetime -
                static_cast<std::int64_t>(next_random() % (static_cast<std::uint64_t>(spread) + 1));
     }
@@ -1230,7 +1241,7 @@ private:
         return workers_.reserve_locked(
             [self = this->shared_from_this()](typename Workers::Worker* worker) {
                 prepare_thread();
-                Lock lock(self->mutex_);
+                Lock lock(*self);
                 self->workers_.run(lock, worker, [&self] { return self->closed_.load(); });
             });
     }
@@ -1256,7 +1267,7 @@ private:
 
     void recover_after_fork() noexcept {
         std::vector<std::shared_ptr<PooledCore>> released;  // dropped after the lock
-        Guard lock(mutex_);
+        Lock lock(*this);
         const unsigned generation = fork_generation();
         if (fork_generation_.load(std::memory_order_relaxed) == generation) return;
         const auto me = std::this_thread::get_id();
@@ -1292,6 +1303,12 @@ private:
             // Without a maintenance thread the child's pool still works; it is not maintained.
         }
     }
+
+    // The lock (PoolLock) and the invariant checker (PoolInvariants) see the pool's insides.
+    friend class PoolLock<PooledCore, Mutex>;
+    friend struct PoolInvariants<PooledCore>;
+    Mutex& pool_mutex() const noexcept { return mutex_; }
+    void check_invariants_locked() const noexcept { PoolInvariants<PooledCore>::check(*this); }
 
     // Read by every acquire and return.
     std::optional<std::chrono::milliseconds> connect_bound_;  // the creator's promise, if any

@@ -3,6 +3,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <type_traits>
@@ -27,6 +29,13 @@ struct StdSync {
     using wait_clock = std::chrono::steady_clock;
 
     static void yield() noexcept { std::this_thread::yield(); }
+
+    // A broken invariant (test builds, see pool_invariants.hpp): the state can no longer be
+    // trusted, so the process stops here, where the evidence is.
+    [[noreturn]] static void invariant_failed(const char* what) noexcept {
+        std::fprintf(stderr, "dbpool: invariant violated: %s\n", what);
+        std::abort();
+    }
 };
 
 // A pool takes its synchronisation from its Clock: a clock type that names `dbpool_sync` brings

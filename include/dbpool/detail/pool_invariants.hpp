@@ -1,0 +1,61 @@
+#pragma once
+
+#include <dbpool/detail/slot_state.hpp>
+
+#include <algorithm>
+#include <cstddef>
+
+namespace dbpool::detail {
+
+// The invariants of a PooledPool's shared state (docs/design.md, "Invariants"), checked under
+// the pool's lock at the end of every locked section in test builds (PoolLock). What they
+// cannot see, because it holds only when no thread is between two steps, the schedule
+// explorer checks when every thread is blocked: the oldest waiter is asleep only while no
+// connection is idle.
+template <class Core>
+struct PoolInvariants {
+    static void check(const Core& core) noexcept {
+        using S = SlotState;
+        const auto fail = [](const char* what) { Core::Sync::invariant_failed(what); };
+        int open = 0;
+        int connecting = 0;
+        std::size_t idle = 0;
+        for (const auto& slot : core.slots_) {
+            // Into and out of `empty` and `connecting` only under the lock: these counts are
+            // exact. Other states may change meanwhile by compare-and-swap (claim, return).
+            const SlotState state = slot.load();
+            if (state != S::empty) ++open;
+            if (state == S::connecting) ++connecting;
+            if (state == S::idle) ++idle;
+            const auto listed = std::count(core.free_slots_.begin(), core.free_slots_.end(), &slot);
+            if (state == S::empty ? listed != 1 : listed != 0) {
+                fail("a slot is empty but not on the free list once, or on it but not empty");
+            }
+            if (slot.share_count < 0) fail("a share count is negative");
+            if (slot.doomed && slot.share_count == 0) fail("a doomed slot has no sharer left");
+        }
+        if (open != core.open_) fail("open_ differs from the number of slots in use");
+        if (connecting != core.connecting_) fail("connecting_ differs from the connecting slots");
+        if (core.options_.maxconnections > 0 && core.open_ > core.options_.maxconnections) {
+            fail("more connections open than maxconnections");
+        }
+        if (core.caller_connects_ < 0 || core.caller_connects_ > core.connecting_) {
+            fail("caller connects are not a part of the connects in flight");
+        }
+        if (core.attempting_ < 0) fail("a negative number of connect attempts");
+        if (static_cast<int>(core.shared_.size()) > std::max(core.options_.maxshared, 0)) {
+            fail("more shared connections than maxshared");
+        }
+        for (auto it = core.shared_.begin(); it != core.shared_.end(); ++it) {
+            if ((*it)->share_count < 1) fail("a shared connection has no sharer");
+            if (std::find(it + 1, core.shared_.end(), *it) != core.shared_.end()) {
+                fail("a connection is listed twice as shared");
+            }
+        }
+        if (core.close_done_ && idle > 0) fail("a connection is idle after close() returned");
+        core.waiting_.check_locked(fail);
+        core.workers_.check_locked(fail);
+    }
+};
+
+}  // namespace dbpool::detail
