@@ -440,3 +440,79 @@ TEST_CASE("explore: schedule strings", "[explore]") {
     CHECK_THROWS_AS(explore::replay("0..1", [] {}), std::invalid_argument);
     CHECK(explore::replay("", [] {}).ok());
 }
+
+TEST_CASE("explore: early timeouts let a timeout race a notify", "[explore]") {
+    using namespace std::chrono_literals;
+    // Wrong: assumes the notify always beats the one-second timeout.
+    const auto scenario = [] {
+        Sync::mutex m;
+        Sync::condition_variable cv;
+        bool ready = false;
+        Sync::thread notifier([&] {
+            std::lock_guard<Sync::mutex> lock(m);
+            ready = true;
+            cv.notify_one();
+        });
+        {
+            std::unique_lock<Sync::mutex> lock(m);
+            explore::check(cv.wait_for(lock, 1s, [&] { return ready; }), "notified in time");
+        }
+        notifier.join();
+    };
+    // By default time only moves when no thread can run, so the notifier always wins.
+    const explore::Result by_default = explore::dfs(bound(2), scenario);
+    INFO(explore::describe(by_default));
+    CHECK(by_default.ok());
+    explore::Options options = bound(2);
+    options.early_timeouts = true;
+    const explore::Result early = explore::dfs(options, scenario);
+    INFO(explore::describe(early));
+    REQUIRE_FALSE(early.ok());
+    CHECK(early.failure->message == "check failed in thread 0: notified in time");
+    CHECK(early.failure->schedule.rfind("early-timeouts:", 0) == 0);
+}
+
+TEST_CASE("explore: a thread blocked outside the scheduler fails at the wall-clock limit",
+          "[explore]") {
+    using namespace std::chrono_literals;
+    explore::Options options = bound(0);
+    options.execution_time_limit = 50ms;
+    const auto started = std::chrono::steady_clock::now();
+    const explore::Result r = explore::dfs(options, [] {
+        std::this_thread::sleep_for(300ms);  // stands for a real lock held elsewhere
+    });
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.failure->message.find("wall-clock limit") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - started < 250ms);
+}
+
+TEST_CASE("explore: cost of a scheduling point", "[explore]") {
+    // Three threads of 60 operations each: about 200 scheduling points per execution, the size
+    // of a pool scenario.
+    const auto scenario = [] {
+        Sync::atomic<int> counter{0};
+        Sync::mutex m;
+        const auto work = [&] {
+            for (int i = 0; i < 20; ++i) {
+                counter.fetch_add(1);
+                std::lock_guard<Sync::mutex> lock(m);
+            }
+        };
+        Sync::thread a(work);
+        Sync::thread b(work);
+        work();
+        a.join();
+        b.join();
+        explore::check(counter.load() == 60, "all additions");
+    };
+    explore::Options options = bound(2);
+    options.max_executions = 300;
+    const auto started = std::chrono::steady_clock::now();
+    const explore::Result r = explore::dfs(options, scenario);
+    const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - started);
+    CHECK(r.ok());
+    CHECK(r.executions == 300);
+    WARN("300 executions of ~200 scheduling points: " << took.count() / 1000 << " ms, "
+                                                      << took.count() / 300 << " us per execution");
+}
