@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <utility>
 
 namespace dbpool::detail {
 
@@ -23,7 +24,7 @@ struct PoolInvariants {
         for (const auto& slot : core.slots_) {
             // Into and out of `empty` and `connecting` only under the lock: these counts are
             // exact. Other states may change meanwhile by compare-and-swap (claim, return).
-            const SlotState state = slot.load();
+            const SlotState state = peek(slot.state);
             if (state != S::empty) ++open;
             if (state == S::connecting) ++connecting;
             if (state == S::idle) ++idle;
@@ -53,8 +54,50 @@ struct PoolInvariants {
             }
         }
         if (core.close_done_ && idle > 0) fail("a connection is idle after close() returned");
-        core.waiting_.check_locked(fail);
+        const auto& waiting = core.waiting_;
+        if (peek(waiting.count_) != static_cast<int>(waiting.queue_.size())) {
+            fail("the waiter count differs from the queue");
+        }
+        for (auto it = waiting.queue_.begin(); it != waiting.queue_.end(); ++it) {
+            if ((*it)->handed != nullptr) fail("a queued waiter was handed a connection");
+            if (std::find(it + 1, waiting.queue_.end(), *it) != waiting.queue_.end()) {
+                fail("a waiter is queued twice");
+            }
+        }
         core.workers_.check_locked(fail);
+    }
+
+    // When no thread is between two steps (every one blocked: the explorer's quiescent hook):
+    // the oldest waiter sleeps, so no connection may be idle. A lost wake-up shows here.
+    template <class Pool>
+    static void check_quiescent(const Pool& pool) noexcept {
+        const Core& core = *pool.core_;
+        if (core.waiting_.empty()) return;
+        for (const auto& slot : core.slots_) {
+            if (peek(slot.state) == SlotState::idle) {
+                Core::Sync::invariant_failed("a thread waits while a connection is idle");
+            }
+        }
+    }
+
+    // Reads an atomic without making it a scheduling point where the type allows (the
+    // explorer's atomics: checking must not add schedules); std::atomic is simply loaded.
+    template <class Atomic>
+    static auto peek(const Atomic& atomic) noexcept {
+        if constexpr (has_peek<Atomic>(0)) {
+            return atomic.peek();
+        } else {
+            return atomic.load();
+        }
+    }
+
+    template <class Atomic>
+    static constexpr auto has_peek(int) -> decltype(std::declval<const Atomic&>().peek(), true) {
+        return true;
+    }
+    template <class Atomic>
+    static constexpr bool has_peek(...) {
+        return false;
     }
 };
 

@@ -12,6 +12,9 @@
 
 namespace dbpool::detail {
 
+template <class Core>
+struct PoolInvariants;
+
 // A thread waiting in connection(): it parks on its own condition variable, and a returner
 // either hands it a connection directly or wakes it to look for one. Lives on the waiting
 // thread's stack; every field is guarded by the pool's mutex.
@@ -161,19 +164,6 @@ public:
             waiter->wake.notify_one();
     }
 
-    // Asserts what holds at the end of every locked section; `fail` gets what does not.
-    template <class Fail>
-    void check_locked(Fail&& fail) const {
-        if (count_.load(std::memory_order_relaxed) != static_cast<int>(queue_.size())) {
-            fail("the waiter count differs from the queue");
-        }
-        for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-            if ((*it)->handed != nullptr) fail("a queued waiter was handed a connection");
-            if (std::find(it + 1, queue_.end(), *it) != queue_.end())
-                fail("a waiter is queued twice");
-        }
-    }
-
     // In a child after fork(): the waiters were threads of the parent.
     void forget_all() noexcept {
         queue_.clear();
@@ -183,6 +173,9 @@ public:
     }
 
 private:
+    template <class>
+    friend struct PoolInvariants;  // checks the queue against its count
+
     typename WaitClock::duration window_;
     std::deque<Waiter*> queue_;
     WaitPoint last_handoff_{};

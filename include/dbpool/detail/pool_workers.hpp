@@ -189,7 +189,8 @@ public:
         bool any_busy = false;
         for (const Worker& worker : *workers_) {
             if (worker.busy) any_busy = true;
-            if (!worker.busy && !worker.sleeping && !worker.joined) ++will_take;
+            // Woken or new; a joined one (close) too: it runs what is queued before it ends.
+            if (!worker.busy && !worker.sleeping) ++will_take;
         }
         const bool at_max = static_cast<int>(workers_->size()) >= max_threads_;
         if (!tasks_.empty() && will_take == 0 && !any_busy) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -155,6 +156,11 @@ public:
         return act([&] { return value_; });
     }
     operator T() const { return load(); }  // NOLINT: implicit like std
+
+    /// Not in std::atomic: the value without a scheduling point, for the pool's invariant
+    /// checks (under the pool's lock, or in a quiescent hook) so that checking adds no
+    /// schedules. Only one controlled thread runs at a time, so the read is never torn.
+    T peek() const noexcept { return value_; }
 
     void store(T desired, std::memory_order = std::memory_order_seq_cst) {
         act([&] { value_ = desired; });
@@ -322,6 +328,9 @@ struct Sync {
         if (detail::Execution* ex = detail::this_execution()) return ex->yield();
         std::this_thread::yield();
     }
+
+    /// A broken pool invariant (pool_invariants.hpp): fails the execution with its schedule.
+    [[noreturn]] static void invariant_failed(const char* what) noexcept;
 };
 
 /// Fails the execution (with its schedule) unless `ok`; never returns when it fails.
@@ -331,6 +340,13 @@ inline void check(bool ok, const char* what) {
     detail::Execution* ex = detail::this_execution();
     if (ex == nullptr) detail::misuse(what);
     ex->fail("check failed in thread " + std::to_string(detail::binding().index) + ": " + what);
+}
+
+inline void Sync::invariant_failed(const char* what) noexcept {
+    std::string message = "pool invariant violated: ";
+    message += what;
+    check(false, message.c_str());
+    std::abort();  // outside an execution check() throws, which noexcept turns into this
 }
 
 /// Registers, for the rest of this execution, a hook run whenever no thread can run (before
