@@ -88,6 +88,8 @@ public:
           backoff_(options_.connect_backoff_min, options_.connect_backoff_max) {
         detail::validate(options_, Traits::thread_safe_sharing);
         if (!Traits::thread_safe_sharing) options_.maxshared = 0;  // as DBUtils: no effect
+        // Never more than maxshared: adding one after acquiring it cannot fail.
+        shared_.reserve(static_cast<std::size_t>(options_.maxshared));
         steady_options_ = options_.steady_options();
         // Returns may skip the lock only when maxcached can never be exceeded by them.
         fast_release_ = options_.maxcached == 0 || (options_.maxconnections > 0 &&
@@ -499,6 +501,12 @@ private:
             if (queued) waiting_.remove(waiter);
             queued = false;
         };
+        // However this call ends, the waiter (on this thread's stack) is off the queue: also
+        // when something below throws, e.g. an allocation that fails.
+        struct LeaveOnThrow {
+            const decltype(leave)& leave_queue;
+            ~LeaveOnThrow() { leave_queue(); }
+        } leave_on_throw{leave};
         for (;;) {
             if (waiter.handed != nullptr) {  // the giver took us off the queue
                 record_wait_locked(waiter.since);
@@ -574,19 +582,30 @@ private:
     bool validate_hand_out(Slot& slot, Waiter& waiter, WaitPoint deadline,
                            std::shared_ptr<PooledCore>& self) {
         if (!self) self = this->shared_from_this();
-        auto ticket = std::make_shared<Ticket>();
-        ticket->waiter = &waiter;
+        std::shared_ptr<Ticket> ticket;
         Lock lock(*this);
-        if (!worker_ready_locked()) {  // nobody can ping it: back to the pool, unpinged
-            const bool closed = closed_.load();
+        try {
+            ticket = std::make_shared<Ticket>();
+            ticket->waiter = &waiter;
+            if (!worker_ready_locked()) {
+                if (closed_.load()) throw closed_error();
+                throw no_worker_error("ping a connection before handing it out");
+            }
+            validating_.push_back(&waiter);
+            try {
+                workers_.push_locked([this, &slot, ticket] { run_validation(slot, *ticket); });
+            } catch (...) {
+                validating_.pop_back();
+                throw;
+            }
+        } catch (...) {
+            // Nothing went to a worker (no thread, no memory, closed): the connection is still
+            // ours, and goes back to the pool unpinged.
             slot.template move<S::in_use, E::release>();
             offer_locked(slot, lock, false);
-            if (closed) throw closed_error();
-            throw no_worker_error("ping a connection before handing it out");
+            throw;
         }
-        slot.template move<S::in_use, E::stale>();
-        validating_.push_back(&waiter);
-        workers_.push_locked([this, &slot, ticket] { run_validation(slot, *ticket); });
+        slot.template move<S::in_use, E::stale>();  // the worker's from here
         const auto stop_waiting = [&] {
             ticket->waiter = nullptr;
             validating_.erase(std::find(validating_.begin(), validating_.end(), &waiter));
@@ -641,29 +660,40 @@ private:
     // Pings a shared connection on a worker; the others keep using it meanwhile. True: alive,
     // and our share stands. False: dead, our share was returned and nobody gets it again.
     bool ping_shared(Slot& slot, WaitPoint deadline) {
-        auto ticket = std::make_shared<Ticket>();
         Waiter waiter;
         waiter.since = WaitClock::now();
-        ticket->waiter = &waiter;
+        std::shared_ptr<Ticket> ticket;
         Lock lock(*this);
-        if (!worker_ready_locked()) {
-            const bool closed = closed_.load();
-            lock.unlock();
-            give_back(slot, true, false);
-            if (closed) throw closed_error();
-            throw no_worker_error("ping a shared connection");
-        }
-        ++slot.share_count;  // the worker's own share: the connection stays while it pings
-        validating_.push_back(&waiter);
-        workers_.push_locked([this, &slot, ticket] {
-            const bool alive = slot.steady->ping();
-            {
-                Lock guard(*this);
-                ticket->result = alive ? Ticket::Result::alive : Ticket::Result::dead;
-                if (ticket->waiter != nullptr) ticket->waiter->wake.notify_one();
+        try {
+            ticket = std::make_shared<Ticket>();
+            ticket->waiter = &waiter;
+            if (!worker_ready_locked()) {
+                if (closed_.load()) throw closed_error();
+                throw no_worker_error("ping a shared connection");
             }
-            give_back(slot, true, !alive);
-        });
+            validating_.push_back(&waiter);
+            try {
+                workers_.push_locked([this, &slot, ticket] {
+                    const bool alive = slot.steady->ping();
+                    {
+                        Lock guard(*this);
+                        ticket->result = alive ? Ticket::Result::alive : Ticket::Result::dead;
+                        if (ticket->waiter != nullptr) ticket->waiter->wake.notify_one();
+                    }
+                    give_back(slot, true, !alive);
+                });
+            } catch (...) {
+                validating_.pop_back();
+                throw;
+            }
+        } catch (...) {
+            lock.unlock();
+            give_back(slot, true, false);  // nothing went to a worker: our share goes back
+            throw;
+        }
+        // The worker's own share, so the connection stays while it pings (it cannot run
+        // before the lock is released).
+        ++slot.share_count;
         const auto stop_waiting = [&] {
             ticket->waiter = nullptr;
             validating_.erase(std::find(validating_.begin(), validating_.end(), &waiter));
@@ -909,8 +939,31 @@ private:
                 return;
             }
             Slot& slot = reserve_locked();
-            workers_.push_locked([this, &slot] { connect_quietly(slot, true); });
+            post_connect_locked(slot, true);
         }
+    }
+
+    // Queues the connect of a slot just reserved, for a worker that worker_ready_locked()
+    // promised; when queueing fails (no memory), the reservation is undone before the error
+    // goes on, so no slot stays `connecting` with no connect to run.
+    void post_connect_locked(Slot& slot, bool for_waiters) {
+        try {
+            workers_.push_locked(
+                [this, &slot, for_waiters] { connect_quietly(slot, for_waiters); });
+        } catch (...) {
+            unreserve_locked(slot);
+            throw;
+        }
+    }
+
+    // Undoes reserve_locked() (nothing was started for the slot). The slot's hold on the pool
+    // is never the last one here: the caller is inside the pool, held by its own caller.
+    void unreserve_locked(Slot& slot) noexcept {
+        slot.template move<S::connecting, E::connect_failed>();
+        slot.keep_alive.reset();
+        free_slots_.push_back(&slot);  // never allocates: reserve_locked() made room
+        --open_;
+        --connecting_;
     }
 
     Slot& reserve_locked() {
@@ -919,6 +972,10 @@ private:
             slot = free_slots_.back();
             free_slots_.pop_back();
         } else {
+            // Room on the free list for every slot, so that giving one back never allocates.
+            if (free_slots_.capacity() < slots_.size() + 1) {
+                free_slots_.reserve(2 * (slots_.size() + 1));
+            }
             slot = &slots_.grow();
         }
         slot->template move<S::empty, E::reserve>();  // empty slots belong to the lock holder
@@ -1151,7 +1208,7 @@ private:
                     break;
                 }
                 Slot& slot = reserve_locked();
-                workers_.push_locked([this, &slot] { connect_quietly(slot, false); });
+                post_connect_locked(slot, false);
             }
         }
         for (Slot* slot : reserved)
