@@ -47,14 +47,15 @@ struct PersistentRegistry {
     std::atomic<unsigned> fork_generation{detail::fork_generation()};
 
     // In a child after fork(): every inherited connection uses the parent's socket. Forget them
-    // without sending anything; this thread's reopens on its next use.
+    // without sending anything; this thread's reopens on its next use. A parent thread may have
+    // been inside another thread's connection at the fork: never take a connection's lock here.
     void check_fork() noexcept {
         const unsigned now = detail::fork_generation();
         if (fork_generation.load(std::memory_order_relaxed) == now) return;
         std::lock_guard<std::mutex> lock(mutex);
         if (fork_generation.load(std::memory_order_relaxed) == now) return;
         for (const auto& slot : slots) {
-            if (slot->steady) slot->steady->abandon();
+            if (slot->steady) slot->steady->abandon_after_fork();
         }
         open.store(0, std::memory_order_relaxed);
         fork_generation.store(now, std::memory_order_relaxed);

@@ -19,6 +19,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -286,9 +287,29 @@ public:
 
     /// Forgets the connection without sending anything (in a child after fork(), the socket is
     /// the parent's). A transaction open now is reported as lost to the next statement.
-    /// Connection types without abandon() are leaked instead of closed.
+    /// Connection types without abandon() are leaked instead of closed. In a child where
+    /// another thread of the parent may have been using this connection at the fork, call
+    /// abandon_after_fork() instead: this one takes the connection's lock.
     void abandon() noexcept {
         Lock lock(mutex_);
+        fork_generation_ = detail::fork_generation();
+        abandon_locked();
+    }
+
+    /// abandon() for a child process after fork(), without taking this object's lock: a
+    /// thread of the parent may have held it (mid-statement) at the fork, and that thread does
+    /// not exist in the child, so locking it would wait forever. The lock is created anew
+    /// instead (the inherited one is never unlocked nor destroyed).
+    ///
+    /// \par Thread-safety
+    /// Call it only in a child after fork(), before any thread of the child uses this
+    /// connection, and never from inside one of its members (a run() callback): the parent's
+    /// other users of this connection are gone, which is what makes skipping the lock safe.
+    void abandon_after_fork() noexcept {
+        if constexpr (Traits::thread_safe_sharing) {
+            ::new (static_cast<void*>(&mutex_)) Mutex();  // the inherited one may be held
+        }
+        Lock lock(mutex_);  // uncontended: a fresh lock, no other user
         fork_generation_ = detail::fork_generation();
         abandon_locked();
     }
