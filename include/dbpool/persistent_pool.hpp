@@ -6,6 +6,7 @@
 
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/detail/affinity.hpp>
+#include <dbpool/detail/connection_source.hpp>
 #include <dbpool/detail/creator.hpp>
 #include <dbpool/detail/fork_generation.hpp>
 #include <dbpool/detail/handle_forwarding.hpp>
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -33,6 +35,44 @@ namespace detail {
 // handle does. So a thread exit and a pool close may race, and exactly one of them closes.
 inline constexpr int persistent_closed_bit = 1 << 30;
 
+// Where a PersistentPool's thread connections come from and go, and the one count of those
+// open now. A SteadyConnection opens, closes and abandons only through its source, so the count
+// is exact whichever path it takes: a broken statement, reconnect(), maxusage, a closeable
+// close(), thread exit, pool close, fork().
+template <class Connection>
+class PersistentSource final : public ConnectionSource<Connection> {
+public:
+    PersistentSource(std::shared_ptr<const Creator<Connection>> creator,
+                     std::vector<std::string> setsession)
+        : creator_(std::move(creator)), setsession_(std::move(setsession)) {}
+
+    std::unique_ptr<Connection> connect(bool /*replacing*/) override {
+        auto connection = open_connection(*creator_, setsession_);
+        open_.fetch_add(1, std::memory_order_relaxed);
+        return connection;
+    }
+
+    void disconnect(std::unique_ptr<Connection> connection) noexcept override {
+        if (!connection) return;
+        ConnectionTraits<Connection>::close(*connection);
+        open_.fetch_sub(1, std::memory_order_relaxed);
+    }
+
+    void abandon(std::unique_ptr<Connection> connection) noexcept override {
+        if (!connection) return;
+        ConnectionSource<Connection>::abandon(std::move(connection));
+        open_.fetch_sub(1, std::memory_order_relaxed);
+    }
+
+    // A statistic: relaxed, exact once the threads that open and close are quiet.
+    std::size_t open() const noexcept { return open_.load(std::memory_order_relaxed); }
+
+private:
+    std::shared_ptr<const Creator<Connection>> creator_;
+    std::vector<std::string> setsession_;
+    std::atomic<std::size_t> open_{0};
+};
+
 template <class Steady>
 struct PersistentSlot;
 
@@ -43,7 +83,6 @@ struct PersistentRegistry {
     ForkLockRegistration fork_lock{mutex};
     std::vector<std::shared_ptr<PersistentSlot<Steady>>> slots;
     bool closed = false;
-    std::atomic<std::size_t> open{0};
     std::atomic<unsigned> fork_generation{detail::fork_generation()};
 
     // In a child after fork(): every inherited connection uses the parent's socket. Forget them
@@ -57,13 +96,16 @@ struct PersistentRegistry {
         for (const auto& slot : slots) {
             if (slot->steady) slot->steady->abandon_after_fork();
         }
-        open.store(0, std::memory_order_relaxed);
         fork_generation.store(now, std::memory_order_relaxed);
     }
 };
 
+// One thread's connection to one pool.
 template <class Steady>
 struct PersistentSlot {
+    using Source = PersistentSource<typename Steady::connection_type>;
+
+    std::shared_ptr<Source> source;  // declared before `steady`, which closes through it
     std::unique_ptr<Steady> steady;
     std::atomic<int> state{0};  // handles out on the owning thread, plus persistent_closed_bit
     std::weak_ptr<PersistentRegistry<Steady>> registry;
@@ -74,23 +116,16 @@ struct PersistentSlot {
         return (before & persistent_closed_bit) == 0 && before == 0;
     }
 
-    void close_connection() noexcept {
-        const bool was_open = steady && steady->is_open();
-        steady.reset();
-        count_change(was_open, false);
+    void close_connection() noexcept { steady.reset(); }
+
+    bool handles_out() const noexcept {
+        return (state.load(std::memory_order_acquire) & ~persistent_closed_bit) != 0;
     }
 
-    // Keeps the registry's count of open connections right when a closeable connection is
-    // closed by its handle and reopened by the next connection() call.
-    void count_change(bool was_open, bool is_open) noexcept {
-        if (was_open == is_open) return;
-        if (auto shared = registry.lock()) {
-            if (is_open) {
-                shared->open.fetch_add(1, std::memory_order_relaxed);
-            } else {
-                shared->open.fetch_sub(1, std::memory_order_relaxed);
-            }
-        }
+    // Ends one handle; the last one after a close closes the connection.
+    void release_handle() noexcept {
+        const int after = state.fetch_sub(1, std::memory_order_acq_rel) - 1;
+        if (after == persistent_closed_bit) close_connection();
     }
 };
 
@@ -124,9 +159,7 @@ public:
     // the live ones only. A destroyed pool's id is never reused, so nothing can reach them.
     void prune() noexcept {
         const auto dead = [](const Entry& entry) {
-            const int handles =
-                entry.slot->state.load(std::memory_order_acquire) & ~persistent_closed_bit;
-            return handles == 0 && entry.slot->registry.expired();
+            return !entry.slot->handles_out() && entry.slot->registry.expired();
         };
         entries.erase(std::remove_if(entries.begin(), entries.end(), dead), entries.end());
     }
@@ -177,9 +210,7 @@ public:
     /// PersistentDB ignores close() otherwise, rolling back an open transaction). Never throws.
     void close() noexcept {
         if (slot_ == nullptr) return;
-        const bool was_open = slot_->steady->is_open();
         slot_->steady->close();
-        slot_->count_change(was_open, slot_->steady->is_open());
         release();
     }
 
@@ -202,9 +233,7 @@ private:
 
     void release() noexcept {
         Slot* slot = std::exchange(slot_, nullptr);
-        if (slot == nullptr) return;
-        const int after = slot->state.fetch_sub(1, std::memory_order_acq_rel) - 1;
-        if (after == detail::persistent_closed_bit) slot->close_connection();  // closed meanwhile
+        if (slot != nullptr) slot->release_handle();
     }
 
     Slot* slot_ = nullptr;
@@ -219,6 +248,7 @@ class PersistentPool {
     using Steady = SteadyConnection<Connection, Clock>;
     using Slot = detail::PersistentSlot<Steady>;
     using Registry = detail::PersistentRegistry<Steady>;
+    using Source = detail::PersistentSource<Connection>;
 
 public:
     /// The handle connection() returns.
@@ -232,6 +262,7 @@ public:
     explicit PersistentPool(Creator&& creator, PersistentOptions options = {})
         : creator_(detail::make_creator<Connection>(std::forward<Creator>(creator))),
           options_(std::move(options)),
+          source_(std::make_shared<Source>(creator_, options_.setsession)),
           registry_(std::make_shared<Registry>()),
           pool_id_(detail::next_pool_id()) {
         detail::validate(static_cast<const SteadyOptions&>(options_));
@@ -262,9 +293,7 @@ public:
         } while (!slot->state.compare_exchange_weak(state, state + 1, std::memory_order_acquire,
                                                     std::memory_order_relaxed));
         handle_type handle(slot);
-        const bool was_open = slot->steady->is_open();
         slot->steady->check_on_request();  // reopens after a closeable close()
-        if (!was_open) slot->count_change(false, slot->steady->is_open());
         return handle;
     }
 
@@ -291,10 +320,8 @@ public:
             slot->close_connection();  // network I/O: no lock held
     }
 
-    /// How many thread connections are open right now.
-    std::size_t open_connections() const noexcept {
-        return registry_->open.load(std::memory_order_relaxed);
-    }
+    /// How many thread connections are open right now (counted where they open and close).
+    std::size_t open_connections() const noexcept { return source_->open(); }
 
     /// The validated options.
     const PersistentOptions& options() const noexcept { return options_; }
@@ -315,21 +342,27 @@ private:
             if (entry.pool_id == pool_id_) return entry.slot.get();
         }
         slots.prune();
+        auto slot = open_slot();
+        {
+            std::lock_guard<std::mutex> lock(registry_->mutex);
+            if (registry_->closed) throw closed_error();  // the new connection closes on unwind
+            registry_->slots.push_back(slot);
+        }
+        slots.entries.push_back({pool_id_, slot});
+        return slot.get();
+    }
+
+    // A new slot with its connection open (connects; may throw).
+    std::shared_ptr<Slot> open_slot() {
         {
             std::lock_guard<std::mutex> lock(registry_->mutex);
             if (registry_->closed) throw closed_error();
         }
         auto slot = std::make_shared<Slot>();
         slot->registry = registry_;
-        slot->steady = std::make_unique<Steady>(creator_, options_);  // connects; may throw
-        {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
-            if (registry_->closed) throw closed_error();  // the new connection closes on unwind
-            registry_->slots.push_back(slot);
-            registry_->open.fetch_add(1, std::memory_order_relaxed);
-        }
-        slots.entries.push_back({pool_id_, slot});
-        return slot.get();
+        slot->source = source_;
+        slot->steady = std::make_unique<Steady>(detail::FromSource{}, *source_, options_);
+        return slot;
     }
 
     // The client library's per-thread state must outlive the thread's connections, and
@@ -353,6 +386,7 @@ private:
 
     std::shared_ptr<const detail::Creator<Connection>> creator_;
     PersistentOptions options_;
+    std::shared_ptr<Source> source_;  // shared with every slot: a connection may outlive the pool
     std::shared_ptr<Registry> registry_;
     const std::uint64_t pool_id_;
 };

@@ -523,12 +523,7 @@ private:
     void abandon_locked() noexcept {
         if (!connection_) return;
         if (in_transaction_locked()) tx_ = Tx::lost;
-        if constexpr (Traits::can_abandon) {
-            Traits::abandon(*connection_);
-            connection_.reset();
-        } else {
-            static_cast<void>(connection_.release());
-        }
+        source_->abandon(std::move(connection_));
     }
 
     // Closes the current connection; `report_lost` remembers an open transaction for the next
