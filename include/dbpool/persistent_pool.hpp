@@ -101,6 +101,13 @@ struct PersistentRegistry {
 };
 
 // One thread's connection to one pool.
+//
+// Ownership: shared_ptr from the thread's table (ThreadSlots) while it lives, from the
+// registry while the pool is open, and from close() while it closes it. Handles hold a raw
+// pointer, counted in `state`; it stays valid because the table outlives every handle counted
+// in `state`, or, when the table ends first (a thread_local handle destroyed after it), the
+// table hands its reference to `owner_for_handles` and the last handle gives it up. Handles
+// and the table belong to one thread, so that hand-off needs no synchronisation.
 template <class Steady>
 struct PersistentSlot {
     using Source = PersistentSource<typename Steady::connection_type>;
@@ -109,6 +116,7 @@ struct PersistentSlot {
     std::unique_ptr<Steady> steady;
     std::atomic<int> state{0};  // handles out on the owning thread, plus persistent_closed_bit
     std::weak_ptr<PersistentRegistry<Steady>> registry;
+    std::shared_ptr<PersistentSlot> owner_for_handles;  // set once the table has let go
 
     // Marks the slot closed; true when the caller must close the connection now.
     bool mark_closed() noexcept {
@@ -122,10 +130,13 @@ struct PersistentSlot {
         return (state.load(std::memory_order_acquire) & ~persistent_closed_bit) != 0;
     }
 
-    // Ends one handle; the last one after a close closes the connection.
+    // Ends one handle; the last one after a close closes the connection and, when the thread's
+    // table is gone, frees the slot (so nothing may touch it after this returns).
     void release_handle() noexcept {
         const int after = state.fetch_sub(1, std::memory_order_acq_rel) - 1;
-        if (after == persistent_closed_bit) close_connection();
+        if (after != persistent_closed_bit) return;
+        close_connection();
+        const auto last_owner = std::move(owner_for_handles);  // may free *this on return
     }
 };
 
@@ -143,13 +154,20 @@ public:
     ThreadSlots& operator=(const ThreadSlots&) = delete;
 
     ~ThreadSlots() {
+        // A later use on this thread (a thread_local's destructor) must not come here.
+        ended() = true;
         for (Entry& entry : entries) {
+            // The cache points into this table: a later use must not find it there.
+            AffinityEntry& cached = affinity_entry(entry.pool_id);
+            if (cached.pool_id == entry.pool_id) cached = AffinityEntry{};
             PersistentSlot<Steady>& slot = *entry.slot;
             if (auto registry = slot.registry.lock()) {
                 std::lock_guard<std::mutex> lock(registry->mutex);
                 auto& all = registry->slots;
                 all.erase(std::remove(all.begin(), all.end(), entry.slot), all.end());
             }
+            // Handles of this thread still out are destroyed after this table: they own it now.
+            if (slot.handles_out()) slot.owner_for_handles = entry.slot;
             if (slot.mark_closed()) slot.close_connection();
         }
     }
@@ -162,6 +180,13 @@ public:
             return !entry.slot->handles_out() && entry.slot->registry.expired();
         };
         entries.erase(std::remove_if(entries.begin(), entries.end(), dead), entries.end());
+    }
+
+    // Whether this thread's table was destroyed (the thread is ending). Trivially
+    // destructible, so it can still be read by the thread_local destructors that run later.
+    static bool& ended() noexcept {
+        thread_local bool value = false;
+        return value;
     }
 
     std::vector<Entry> entries;
@@ -236,7 +261,7 @@ private:
         if (slot != nullptr) slot->release_handle();
     }
 
-    Slot* slot_ = nullptr;
+    Slot* slot_ = nullptr;  // counted in slot_->state, which keeps it alive (PersistentSlot)
 };
 
 /// One steady connection per thread per pool (DBUtils' PersistentDB). The connection is closed
@@ -275,7 +300,9 @@ public:
     ~PersistentPool() { close(); }
 
     /// This thread's connection, opened on first use; pinged per the ping bits. Throws
-    /// Error{pool_closed} or Error{connect_failed}.
+    /// Error{pool_closed} or Error{connect_failed}. Called while the thread ends (from a
+    /// thread_local's destructor that runs after the pool's per-thread state is gone), it opens
+    /// a connection that is closed when its handle ends.
     ///
     /// \par Thread-safety
     /// Any thread; each thread gets its own connection, and its handle must stay on that
@@ -287,6 +314,7 @@ public:
     handle_type connection() {
         registry_->check_fork();
         Slot* slot = find_slot();
+        if (slot == nullptr) return connection_at_thread_exit();
         int state = slot->state.load(std::memory_order_relaxed);
         do {
             if ((state & detail::persistent_closed_bit) != 0) throw closed_error();
@@ -327,9 +355,11 @@ public:
     const PersistentOptions& options() const noexcept { return options_; }
 
 private:
+    // This thread's slot, or null when the thread's table is gone (the thread is ending).
     Slot* find_slot() {
         detail::AffinityEntry& cached = detail::affinity_entry(pool_id_);
         if (cached.pool_id == pool_id_) return static_cast<Slot*>(cached.slot);
+        if (detail::ThreadSlots<Steady>::ended()) return nullptr;
         Slot* slot = find_or_open_slot();
         cached = detail::AffinityEntry{pool_id_, slot};
         return slot;
@@ -350,6 +380,16 @@ private:
         }
         slots.entries.push_back({pool_id_, slot});
         return slot.get();
+    }
+
+    // After the thread's table is gone nothing would close a connection at thread exit: this
+    // one belongs to its handle alone and is closed when the handle ends.
+    handle_type connection_at_thread_exit() {
+        thread_slots_guard();
+        auto slot = open_slot();
+        slot->state.store(1 | detail::persistent_closed_bit, std::memory_order_relaxed);
+        slot->owner_for_handles = slot;
+        return handle_type(slot.get());
     }
 
     // A new slot with its connection open (connects; may throw).

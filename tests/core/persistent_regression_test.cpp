@@ -1,5 +1,6 @@
-// Regression tests of PersistentPool, one per bug, named after it: the count of open
-// connections.
+// Regression tests of PersistentPool, one per bug, named after it: a connection's lifetime at
+// thread exit (thread_local handles and destructors that run after the pool's per-thread state
+// is gone; the pool destroyed before or after the thread) and the count of open connections.
 #include "pool_test_support.hpp"
 
 #include <dbpool/persistent_pool.hpp>
@@ -49,7 +50,133 @@ struct PersistentFixture {
     }
 };
 
+// A thread_local object constructed before the thread first uses the pool, so destroyed after
+// the pool's per-thread state; its destructor uses the pool.
+struct UsesPoolAtThreadExit {
+    Persistent* pool = nullptr;
+    std::atomic<int>* statements = nullptr;
+
+    UsesPoolAtThreadExit() = default;
+    UsesPoolAtThreadExit(const UsesPoolAtThreadExit&) = delete;
+    UsesPoolAtThreadExit& operator=(const UsesPoolAtThreadExit&) = delete;
+
+    ~UsesPoolAtThreadExit() {
+        if (pool == nullptr) return;
+        try {
+            auto handle = pool->connection();
+            handle->execute("at thread exit");
+            statements->fetch_add(1);
+        } catch (...) {
+        }
+    }
+};
+
 }  // namespace
+
+// --- thread exit --------------------------------------------------------------------------------
+
+TEST_CASE_METHOD(PersistentFixture,
+                 "regression: a thread_local PersistentConnection destroyed after the pool's "
+                 "per-thread state neither reads freed memory nor leaks its connection",
+                 "[regression][persistent][concurrency]") {
+    auto pool = make();
+    SECTION("the thread ends before the pool") {
+        std::thread thread([&] {
+            thread_local std::optional<Handle> early;  // constructed before the pool's state
+            early.emplace(pool->connection());
+            (*early)->execute("s");
+        });
+        thread.join();
+        CHECK(db->open_now() == 0);
+        check_count(*pool);
+        pool.reset();
+    }
+    SECTION("the pool is destroyed before the thread ends") {
+        std::atomic<bool> ready{false};
+        std::atomic<bool> pool_gone{false};
+        std::thread thread([&] {
+            thread_local std::optional<Handle> early;
+            early.emplace(pool->connection());
+            (*early)->execute("s");
+            ready = true;
+            if (eventually([&] { return pool_gone.load(); })) {
+                (*early)->execute("after the pool is gone");
+            }
+        });
+        REQUIRE(eventually([&] { return ready.load(); }));
+        pool.reset();
+        CHECK(db->open_now() == 1);  // the handle still holds it
+        pool_gone = true;
+        thread.join();
+    }
+    CHECK(db->opens() == 1);
+    CHECK(db->closes() == 1);
+    CHECK(db->open_now() == 0);
+}
+
+TEST_CASE_METHOD(
+    PersistentFixture,
+    "regression: a thread_local destructor that uses a PersistentPool after the pool's "
+    "per-thread state is gone gets a working connection, closed with its handle",
+    "[regression][persistent][concurrency]") {
+    auto pool = make();
+    std::atomic<int> at_exit{0};
+    SECTION("the thread used the pool before") {
+        std::thread thread([&] {
+            thread_local UsesPoolAtThreadExit late;  // constructed before the pool's state
+            late.pool = pool.get();
+            late.statements = &at_exit;
+            auto handle = pool->connection();  // the thread's cache now points at its slot
+            handle->execute("s");
+        });
+        thread.join();
+        CHECK(db->opens() == 2);  // the thread's connection, then one for the late destructor
+        CHECK(db->executed() == 2);
+    }
+    SECTION("the thread never used the pool before") {
+        std::thread thread([&] {
+            thread_local UsesPoolAtThreadExit late;
+            late.pool = pool.get();
+            late.statements = &at_exit;
+        });
+        thread.join();
+        CHECK(db->opens() == 1);
+        CHECK(db->executed() == 1);
+    }
+    CHECK(at_exit == 1);
+    CHECK(db->open_now() == 0);
+    check_count(*pool);
+    pool.reset();
+    CHECK(db->open_now() == 0);
+}
+
+TEST_CASE_METHOD(PersistentFixture,
+                 "regression: a thread_local handle kept past pool close() is closed when it ends",
+                 "[regression][persistent][concurrency]") {
+    auto pool = make();
+    std::atomic<bool> ready{false};
+    std::atomic<bool> closed{false};
+    std::atomic<bool> refused{false};  // assertions stay on the test's thread (Catch2)
+    std::thread thread([&] {
+        thread_local std::optional<Handle> early;
+        early.emplace(pool->connection());
+        ready = true;
+        if (!eventually([&] { return closed.load(); })) return;
+        try {
+            pool->connection();
+        } catch (const dbpool::Error& e) {
+            refused = e.code() == ErrorCode::pool_closed;
+        }
+    });
+    REQUIRE(eventually([&] { return ready.load(); }));
+    pool->close();
+    CHECK(db->open_now() == 1);  // in use: closed when its handle ends
+    closed = true;
+    thread.join();
+    CHECK(refused);
+    CHECK(db->open_now() == 0);
+    check_count(*pool);
+}
 
 // --- open_connections() -------------------------------------------------------------------------
 
