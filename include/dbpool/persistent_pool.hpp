@@ -6,6 +6,7 @@
 
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/detail/affinity.hpp>
+#include <dbpool/detail/connection_source.hpp>
 #include <dbpool/detail/creator.hpp>
 #include <dbpool/detail/fork_generation.hpp>
 #include <dbpool/detail/handle_forwarding.hpp>
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -33,6 +35,44 @@ namespace detail {
 // handle does. So a thread exit and a pool close may race, and exactly one of them closes.
 inline constexpr int persistent_closed_bit = 1 << 30;
 
+// Where a PersistentPool's thread connections come from and go, and the one count of those
+// open now. A SteadyConnection opens, closes and abandons only through its source, so the count
+// is exact whichever path it takes: a broken statement, reconnect(), maxusage, a closeable
+// close(), thread exit, pool close, fork().
+template <class Connection>
+class PersistentSource final : public ConnectionSource<Connection> {
+public:
+    PersistentSource(std::shared_ptr<const Creator<Connection>> creator,
+                     std::vector<std::string> setsession)
+        : creator_(std::move(creator)), setsession_(std::move(setsession)) {}
+
+    std::unique_ptr<Connection> connect(bool /*replacing*/) override {
+        auto connection = open_connection(*creator_, setsession_);
+        open_.fetch_add(1, std::memory_order_relaxed);
+        return connection;
+    }
+
+    void disconnect(std::unique_ptr<Connection> connection) noexcept override {
+        if (!connection) return;
+        ConnectionTraits<Connection>::close(*connection);
+        open_.fetch_sub(1, std::memory_order_relaxed);
+    }
+
+    void abandon(std::unique_ptr<Connection> connection) noexcept override {
+        if (!connection) return;
+        ConnectionSource<Connection>::abandon(std::move(connection));
+        open_.fetch_sub(1, std::memory_order_relaxed);
+    }
+
+    // A statistic: relaxed, exact once the threads that open and close are quiet.
+    std::size_t open() const noexcept { return open_.load(std::memory_order_relaxed); }
+
+private:
+    std::shared_ptr<const Creator<Connection>> creator_;
+    std::vector<std::string> setsession_;
+    std::atomic<std::size_t> open_{0};
+};
+
 template <class Steady>
 struct PersistentSlot;
 
@@ -43,29 +83,40 @@ struct PersistentRegistry {
     ForkLockRegistration fork_lock{mutex};
     std::vector<std::shared_ptr<PersistentSlot<Steady>>> slots;
     bool closed = false;
-    std::atomic<std::size_t> open{0};
     std::atomic<unsigned> fork_generation{detail::fork_generation()};
 
     // In a child after fork(): every inherited connection uses the parent's socket. Forget them
-    // without sending anything; this thread's reopens on its next use.
+    // without sending anything; this thread's reopens on its next use. A parent thread may have
+    // been inside another thread's connection at the fork: never take a connection's lock here.
     void check_fork() noexcept {
         const unsigned now = detail::fork_generation();
         if (fork_generation.load(std::memory_order_relaxed) == now) return;
         std::lock_guard<std::mutex> lock(mutex);
         if (fork_generation.load(std::memory_order_relaxed) == now) return;
         for (const auto& slot : slots) {
-            if (slot->steady) slot->steady->abandon();
+            if (slot->steady) slot->steady->abandon_after_fork();
         }
-        open.store(0, std::memory_order_relaxed);
         fork_generation.store(now, std::memory_order_relaxed);
     }
 };
 
+// One thread's connection to one pool.
+//
+// Ownership: shared_ptr from the thread's table (ThreadSlots) while it lives, from the
+// registry while the pool is open, and from close() while it closes it. Handles hold a raw
+// pointer, counted in `state`; it stays valid because the table outlives every handle counted
+// in `state`, or, when the table ends first (a thread_local handle destroyed after it), the
+// table hands its reference to `owner_for_handles` and the last handle gives it up. Handles
+// and the table belong to one thread, so that hand-off needs no synchronisation.
 template <class Steady>
 struct PersistentSlot {
+    using Source = PersistentSource<typename Steady::connection_type>;
+
+    std::shared_ptr<Source> source;  // declared before `steady`, which closes through it
     std::unique_ptr<Steady> steady;
     std::atomic<int> state{0};  // handles out on the owning thread, plus persistent_closed_bit
     std::weak_ptr<PersistentRegistry<Steady>> registry;
+    std::shared_ptr<PersistentSlot> owner_for_handles;  // set once the table has let go
 
     // Marks the slot closed; true when the caller must close the connection now.
     bool mark_closed() noexcept {
@@ -73,23 +124,19 @@ struct PersistentSlot {
         return (before & persistent_closed_bit) == 0 && before == 0;
     }
 
-    void close_connection() noexcept {
-        const bool was_open = steady && steady->is_open();
-        steady.reset();
-        count_change(was_open, false);
+    void close_connection() noexcept { steady.reset(); }
+
+    bool handles_out() const noexcept {
+        return (state.load(std::memory_order_acquire) & ~persistent_closed_bit) != 0;
     }
 
-    // Keeps the registry's count of open connections right when a closeable connection is
-    // closed by its handle and reopened by the next connection() call.
-    void count_change(bool was_open, bool is_open) noexcept {
-        if (was_open == is_open) return;
-        if (auto shared = registry.lock()) {
-            if (is_open) {
-                shared->open.fetch_add(1, std::memory_order_relaxed);
-            } else {
-                shared->open.fetch_sub(1, std::memory_order_relaxed);
-            }
-        }
+    // Ends one handle; the last one after a close closes the connection and, when the thread's
+    // table is gone, frees the slot (so nothing may touch it after this returns).
+    void release_handle() noexcept {
+        const int after = state.fetch_sub(1, std::memory_order_acq_rel) - 1;
+        if (after != persistent_closed_bit) return;
+        close_connection();
+        const auto last_owner = std::move(owner_for_handles);  // may free *this on return
     }
 };
 
@@ -107,13 +154,20 @@ public:
     ThreadSlots& operator=(const ThreadSlots&) = delete;
 
     ~ThreadSlots() {
+        // A later use on this thread (a thread_local's destructor) must not come here.
+        ended() = true;
         for (Entry& entry : entries) {
+            // The cache points into this table: a later use must not find it there.
+            AffinityEntry& cached = affinity_entry(entry.pool_id);
+            if (cached.pool_id == entry.pool_id) cached = AffinityEntry{};
             PersistentSlot<Steady>& slot = *entry.slot;
             if (auto registry = slot.registry.lock()) {
                 std::lock_guard<std::mutex> lock(registry->mutex);
                 auto& all = registry->slots;
                 all.erase(std::remove(all.begin(), all.end(), entry.slot), all.end());
             }
+            // Handles of this thread still out are destroyed after this table: they own it now.
+            if (slot.handles_out()) slot.owner_for_handles = entry.slot;
             if (slot.mark_closed()) slot.close_connection();
         }
     }
@@ -123,11 +177,16 @@ public:
     // the live ones only. A destroyed pool's id is never reused, so nothing can reach them.
     void prune() noexcept {
         const auto dead = [](const Entry& entry) {
-            const int handles =
-                entry.slot->state.load(std::memory_order_acquire) & ~persistent_closed_bit;
-            return handles == 0 && entry.slot->registry.expired();
+            return !entry.slot->handles_out() && entry.slot->registry.expired();
         };
         entries.erase(std::remove_if(entries.begin(), entries.end(), dead), entries.end());
+    }
+
+    // Whether this thread's table was destroyed (the thread is ending). Trivially
+    // destructible, so it can still be read by the thread_local destructors that run later.
+    static bool& ended() noexcept {
+        thread_local bool value = false;
+        return value;
     }
 
     std::vector<Entry> entries;
@@ -176,9 +235,7 @@ public:
     /// PersistentDB ignores close() otherwise, rolling back an open transaction). Never throws.
     void close() noexcept {
         if (slot_ == nullptr) return;
-        const bool was_open = slot_->steady->is_open();
         slot_->steady->close();
-        slot_->count_change(was_open, slot_->steady->is_open());
         release();
     }
 
@@ -201,12 +258,10 @@ private:
 
     void release() noexcept {
         Slot* slot = std::exchange(slot_, nullptr);
-        if (slot == nullptr) return;
-        const int after = slot->state.fetch_sub(1, std::memory_order_acq_rel) - 1;
-        if (after == detail::persistent_closed_bit) slot->close_connection();  // closed meanwhile
+        if (slot != nullptr) slot->release_handle();
     }
 
-    Slot* slot_ = nullptr;
+    Slot* slot_ = nullptr;  // counted in slot_->state, which keeps it alive (PersistentSlot)
 };
 
 /// One steady connection per thread per pool (DBUtils' PersistentDB). The connection is closed
@@ -218,6 +273,7 @@ class PersistentPool {
     using Steady = SteadyConnection<Connection, Clock>;
     using Slot = detail::PersistentSlot<Steady>;
     using Registry = detail::PersistentRegistry<Steady>;
+    using Source = detail::PersistentSource<Connection>;
 
 public:
     /// The handle connection() returns.
@@ -231,6 +287,7 @@ public:
     explicit PersistentPool(Creator&& creator, PersistentOptions options = {})
         : creator_(detail::make_creator<Connection>(std::forward<Creator>(creator))),
           options_(std::move(options)),
+          source_(std::make_shared<Source>(creator_, options_.setsession)),
           registry_(std::make_shared<Registry>()),
           pool_id_(detail::next_pool_id()) {
         detail::validate(static_cast<const SteadyOptions&>(options_));
@@ -243,7 +300,9 @@ public:
     ~PersistentPool() { close(); }
 
     /// This thread's connection, opened on first use; pinged per the ping bits. Throws
-    /// Error{pool_closed} or Error{connect_failed}.
+    /// Error{pool_closed} or Error{connect_failed}. Called while the thread ends (from a
+    /// thread_local's destructor that runs after the pool's per-thread state is gone), it opens
+    /// a connection that is closed when its handle ends.
     ///
     /// \par Thread-safety
     /// Any thread; each thread gets its own connection, and its handle must stay on that
@@ -255,15 +314,14 @@ public:
     handle_type connection() {
         registry_->check_fork();
         Slot* slot = find_slot();
+        if (slot == nullptr) return connection_at_thread_exit();
         int state = slot->state.load(std::memory_order_relaxed);
         do {
             if ((state & detail::persistent_closed_bit) != 0) throw closed_error();
         } while (!slot->state.compare_exchange_weak(state, state + 1, std::memory_order_acquire,
                                                     std::memory_order_relaxed));
         handle_type handle(slot);
-        const bool was_open = slot->steady->is_open();
         slot->steady->check_on_request();  // reopens after a closeable close()
-        if (!was_open) slot->count_change(false, slot->steady->is_open());
         return handle;
     }
 
@@ -290,18 +348,18 @@ public:
             slot->close_connection();  // network I/O: no lock held
     }
 
-    /// How many thread connections are open right now.
-    std::size_t open_connections() const noexcept {
-        return registry_->open.load(std::memory_order_relaxed);
-    }
+    /// How many thread connections are open right now (counted where they open and close).
+    std::size_t open_connections() const noexcept { return source_->open(); }
 
     /// The validated options.
     const PersistentOptions& options() const noexcept { return options_; }
 
 private:
+    // This thread's slot, or null when the thread's table is gone (the thread is ending).
     Slot* find_slot() {
         detail::AffinityEntry& cached = detail::affinity_entry(pool_id_);
         if (cached.pool_id == pool_id_) return static_cast<Slot*>(cached.slot);
+        if (detail::ThreadSlots<Steady>::ended()) return nullptr;
         Slot* slot = find_or_open_slot();
         cached = detail::AffinityEntry{pool_id_, slot};
         return slot;
@@ -314,21 +372,37 @@ private:
             if (entry.pool_id == pool_id_) return entry.slot.get();
         }
         slots.prune();
+        auto slot = open_slot();
+        {
+            std::lock_guard<std::mutex> lock(registry_->mutex);
+            if (registry_->closed) throw closed_error();  // the new connection closes on unwind
+            registry_->slots.push_back(slot);
+        }
+        slots.entries.push_back({pool_id_, slot});
+        return slot.get();
+    }
+
+    // After the thread's table is gone nothing would close a connection at thread exit: this
+    // one belongs to its handle alone and is closed when the handle ends.
+    handle_type connection_at_thread_exit() {
+        thread_slots_guard();
+        auto slot = open_slot();
+        slot->state.store(1 | detail::persistent_closed_bit, std::memory_order_relaxed);
+        slot->owner_for_handles = slot;
+        return handle_type(slot.get());
+    }
+
+    // A new slot with its connection open (connects; may throw).
+    std::shared_ptr<Slot> open_slot() {
         {
             std::lock_guard<std::mutex> lock(registry_->mutex);
             if (registry_->closed) throw closed_error();
         }
         auto slot = std::make_shared<Slot>();
         slot->registry = registry_;
-        slot->steady = std::make_unique<Steady>(creator_, options_);  // connects; may throw
-        {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
-            if (registry_->closed) throw closed_error();  // the new connection closes on unwind
-            registry_->slots.push_back(slot);
-            registry_->open.fetch_add(1, std::memory_order_relaxed);
-        }
-        slots.entries.push_back({pool_id_, slot});
-        return slot.get();
+        slot->source = source_;
+        slot->steady = std::make_unique<Steady>(detail::FromSource{}, *source_, options_);
+        return slot;
     }
 
     // The client library's per-thread state must outlive the thread's connections, and
@@ -352,6 +426,7 @@ private:
 
     std::shared_ptr<const detail::Creator<Connection>> creator_;
     PersistentOptions options_;
+    std::shared_ptr<Source> source_;  // shared with every slot: a connection may outlive the pool
     std::shared_ptr<Registry> registry_;
     const std::uint64_t pool_id_;
 };

@@ -19,6 +19,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -37,7 +38,9 @@ struct FromSource {};
 /// Statements go through run(), execute(), query() or prepare(); raw() is the unprotected
 /// escape hatch. A transaction is never silently lost: when the connection breaks (or is
 /// closed, or inherited across fork()) inside one, the next statement or commit() raises
-/// Error{transaction_lost}; a broken COMMIT raises Error{commit_unknown}.
+/// Error{transaction_lost}; a broken COMMIT raises Error{commit_unknown}. Once transaction_lost
+/// was raised, commit() keeps raising it (sending nothing) until rollback() or begin(), so a
+/// caller that catches the error and commits is never told the lost transaction committed.
 ///
 /// Thread-safety: use from one thread at a time, unless the connection type declares
 /// thread_safe_sharing (then every member locks). Pooled steady connections open and close
@@ -129,7 +132,7 @@ public:
     void begin() {
         Lock lock(mutex_);
         notice_fork();
-        transaction_lost_ = false;
+        tx_ = Tx::none;
         ensure_open();
         // Not inside a transaction yet, so a begin that never reached the server may be retried.
         for (int attempt = 0;; ++attempt) {
@@ -143,23 +146,26 @@ public:
                 if (failure != Failure::broken_not_sent || attempt > 0 || !try_open(true)) throw;
             }
         }
-        transaction_ = true;
+        tx_ = Tx::open;
     }
 
     /// Commits. Throws Error{transaction_lost} when the transaction was lost before (the
-    /// connection broke, was closed or inherited by fork()) or when COMMIT certainly never
-    /// reached the server, and Error{commit_unknown} when the connection broke during COMMIT:
-    /// the transaction may or may not have been committed.
+    /// connection broke, was closed or inherited by fork(); also when transaction_lost was
+    /// raised already and neither rollback() nor begin() came since: then nothing is sent) or
+    /// when COMMIT certainly never reached the server, and Error{commit_unknown} when the
+    /// connection broke during COMMIT: the transaction may or may not have been committed.
     ///
     /// \par Exception safety
-    /// Whatever it throws, begin()'s transaction has ended: after transaction_lost and
-    /// commit_unknown the connection has been dropped; after another error the server's status
-    /// (in_transaction()) tells whether a transaction is still open.
+    /// Whatever it throws, begin()'s transaction has ended on the server: after
+    /// transaction_lost and commit_unknown the connection has been dropped (and after
+    /// transaction_lost every commit() raises it again until rollback() or begin()); after
+    /// another error the server's status (in_transaction()) tells whether a transaction is
+    /// still open.
     void commit() {
         Lock lock(mutex_);
         notice_fork();
-        raise_if_transaction_lost();
-        transaction_ = false;
+        if (tx_ == Tx::lost || tx_ == Tx::lost_reported) throw_transaction_lost_before();
+        tx_ = Tx::none;
         ensure_open();
         try {
             Traits::commit(*connection_);
@@ -175,12 +181,13 @@ public:
     }
 
     /// Rolls back. A broken connection is dropped quietly (the server already discarded the
-    /// transaction, which is what rollback asks for); the next use reopens.
+    /// transaction, which is what rollback asks for); the next use reopens. After
+    /// transaction_lost it succeeds without sending anything when the connection is gone, and
+    /// ends the lost state: commit() behaves normally again.
     void rollback() {
         Lock lock(mutex_);
         notice_fork();
-        transaction_ = false;
-        transaction_lost_ = false;
+        tx_ = Tx::none;
         if (!connection_) return;
         try {
             Traits::rollback(*connection_);
@@ -233,8 +240,7 @@ public:
         Lock lock(mutex_);
         notice_fork();
         ensure_open();
-        transaction_ = false;
-        transaction_lost_ = false;
+        tx_ = Tx::none;
         try {
             Traits::reset_session(*connection_);
             run_setsession();
@@ -254,7 +260,7 @@ public:
         if (options_.closeable) {
             drop(true);
         } else if (in_transaction_locked()) {
-            transaction_ = false;
+            end_open_transaction();
             try {
                 Traits::rollback(*connection_);
             } catch (...) {
@@ -281,9 +287,29 @@ public:
 
     /// Forgets the connection without sending anything (in a child after fork(), the socket is
     /// the parent's). A transaction open now is reported as lost to the next statement.
-    /// Connection types without abandon() are leaked instead of closed.
+    /// Connection types without abandon() are leaked instead of closed. In a child where
+    /// another thread of the parent may have been using this connection at the fork, call
+    /// abandon_after_fork() instead: this one takes the connection's lock.
     void abandon() noexcept {
         Lock lock(mutex_);
+        fork_generation_ = detail::fork_generation();
+        abandon_locked();
+    }
+
+    /// abandon() for a child process after fork(), without taking this object's lock: a
+    /// thread of the parent may have held it (mid-statement) at the fork, and that thread does
+    /// not exist in the child, so locking it would wait forever. The lock is created anew
+    /// instead (the inherited one is never unlocked nor destroyed).
+    ///
+    /// \par Thread-safety
+    /// Call it only in a child after fork(), before any thread of the child uses this
+    /// connection, and never from inside one of its members (a run() callback): the parent's
+    /// other users of this connection are gone, which is what makes skipping the lock safe.
+    void abandon_after_fork() noexcept {
+        if constexpr (Traits::thread_safe_sharing) {
+            ::new (static_cast<void*>(&mutex_)) Mutex();  // the inherited one may be held
+        }
+        Lock lock(mutex_);  // uncontended: a fresh lock, no other user
         fork_generation_ = detail::fork_generation();
         abandon_locked();
     }
@@ -342,7 +368,8 @@ public:
         Lock lock(mutex_);
         notice_fork();
         if (!connection_) return false;
-        transaction_lost_ = false;  // the connection that lost it is gone; nothing to undo
+        // The connection that lost it is gone and this borrower is done: nothing to undo.
+        if (tx_ != Tx::open) tx_ = Tx::none;
         const bool open_transaction = in_transaction_locked();
         try {
             switch (policy) {
@@ -361,7 +388,7 @@ public:
         } catch (...) {
             return false;  // a connection that cannot be reset must not reach the next borrower
         }
-        transaction_ = false;
+        tx_ = Tx::none;
         return !Traits::in_transaction(*connection_);
     }
 
@@ -420,6 +447,7 @@ private:
         const bool was_in_transaction = in_transaction_locked();
         drop(false);
         if (was_in_transaction) {
+            tx_ = Tx::lost_reported;
             throw Error(ErrorCode::transaction_lost,
                         "dbpool: the connection was found dead inside a transaction; the server "
                         "rolled it back, so the transaction must be retried from its start");
@@ -441,20 +469,31 @@ private:
     }
 
     bool in_transaction_locked() const noexcept {
-        return transaction_ || (connection_ && Traits::in_transaction(*connection_));
+        return tx_ == Tx::open || (connection_ && Traits::in_transaction(*connection_));
+    }
+
+    void end_open_transaction() noexcept {
+        if (tx_ == Tx::open) tx_ = Tx::none;
     }
 
     // A transaction whose connection went away (closed, broken between statements, inherited
-    // across fork()) is reported once, to the next statement or commit().
+    // across fork()) is reported to the next statement; statements after it run outside any
+    // transaction, while commit() keeps reporting the loss (throw_transaction_lost_before).
     void raise_if_transaction_lost() {
-        if (!transaction_lost_) return;
-        transaction_lost_ = false;
-        throw Error(ErrorCode::transaction_lost,
-                    "dbpool: the transaction was lost: its connection was closed or broke before "
-                    "this statement; the server rolled it back, so redo it from its start");
+        if (tx_ != Tx::lost) return;
+        throw_transaction_lost_before();
     }
 
-    [[noreturn]] static void throw_transaction_lost(const std::exception& cause) {
+    [[noreturn]] void throw_transaction_lost_before() {
+        tx_ = Tx::lost_reported;
+        throw Error(ErrorCode::transaction_lost,
+                    "dbpool: the transaction was lost: its connection was closed or broke before "
+                    "this statement or commit; the server rolled it back, so roll back and redo "
+                    "it from its start");
+    }
+
+    [[noreturn]] void throw_transaction_lost(const std::exception& cause) {
+        tx_ = Tx::lost_reported;
         const auto* own = dynamic_cast<const Error*>(&cause);
         throw Error(ErrorCode::transaction_lost,
                     std::string("dbpool: the connection broke inside a transaction; the server "
@@ -483,22 +522,19 @@ private:
 
     void abandon_locked() noexcept {
         if (!connection_) return;
-        if (in_transaction_locked()) transaction_lost_ = true;
-        transaction_ = false;
-        if constexpr (Traits::can_abandon) {
-            Traits::abandon(*connection_);
-            connection_.reset();
-        } else {
-            static_cast<void>(connection_.release());
-        }
+        if (in_transaction_locked()) tx_ = Tx::lost;
+        source_->abandon(std::move(connection_));
     }
 
     // Closes the current connection; `report_lost` remembers an open transaction for the next
     // statement (callers that raise their own error about it pass false).
     void drop(bool report_lost) noexcept {
         if (!connection_) return;
-        if (report_lost && in_transaction_locked()) transaction_lost_ = true;
-        transaction_ = false;
+        if (report_lost && in_transaction_locked()) {
+            tx_ = Tx::lost;
+        } else {
+            end_open_transaction();
+        }
         source_->disconnect(std::move(connection_));
     }
 
@@ -518,7 +554,7 @@ private:
     void open(bool replacing) {
         connection_ = source_->connect(replacing);
         usage_ = 0;
-        transaction_ = false;
+        end_open_transaction();
         ++connects_;
         opened_at_ = Clock::now();
         last_success_ = opened_at_;
@@ -536,8 +572,15 @@ private:
     std::unique_ptr<Connection> connection_;
     std::uint64_t usage_ = 0;
     std::uint64_t connects_ = 0;
-    bool transaction_ = false;
-    bool transaction_lost_ = false;
+    // The caller's transaction as this object knows it (the server's own view is
+    // Traits::in_transaction). none -> open: begin(). open -> none: commit(), rollback(), a
+    // drop or close that reports nothing. open (or a server-side transaction) -> lost: the
+    // connection went away between statements (close(), fork()); the next statement or commit()
+    // raises transaction_lost. -> lost_reported: transaction_lost was raised; statements run
+    // outside any transaction, commit() raises it again and sends nothing. rollback(), begin(),
+    // reset_session() and a pool's reset_for_return() end both lost states.
+    enum class Tx : unsigned char { none, open, lost, lost_reported };
+    Tx tx_ = Tx::none;
     unsigned fork_generation_ = detail::fork_generation();
     TimePoint opened_at_{};
     TimePoint last_success_{};

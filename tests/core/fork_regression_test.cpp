@@ -10,9 +10,12 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <signal.h>
@@ -22,6 +25,7 @@
 using fake::FakeConnection;
 using fake::FakeDatabase;
 using fake::ManualClock;
+using fake::SharedFakeConnection;
 using fake::test_options;
 using namespace std::chrono_literals;
 
@@ -191,4 +195,54 @@ TEST_CASE(
     handle->execute("in the parent again");
     handle.commit();
     CHECK(db->commits() == 1);
+}
+
+TEST_CASE(
+    "regression: after fork() a child does not deadlock on a thread_safe_sharing connection "
+    "another thread of the parent was using",
+    "[regression][fork][persistent]") {
+    DBPOOL_SKIP_CONCURRENT_FORK_UNDER_SANITIZERS();
+    auto db = std::make_shared<FakeDatabase>();
+    dbpool::PersistentOptions options;
+    options.ping = dbpool::Ping::never;
+    options.ping_bypass = 0ms;
+    dbpool::PersistentPool<SharedFakeConnection, ManualClock> pool(
+        FakeDatabase::creator<SharedFakeConnection>(db), options);
+
+    // Another thread is inside a statement: it holds its connection's lock at the fork.
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool inside = false;
+    bool done = false;
+    std::thread user([&] {
+        auto handle = pool.connection();
+        handle->run([&](SharedFakeConnection&) {
+            std::unique_lock<std::mutex> lock(mutex);
+            inside = true;
+            changed.notify_all();
+            changed.wait(lock, [&] { return done; });
+            return 0;
+        });
+    });
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        changed.wait(lock, [&] { return inside; });
+    }
+
+    const int code = run_in_child([&] {
+        ::alarm(5);  // a child stuck on the inherited lock dies of SIGALRM instead of hanging
+        auto handle = pool.connection();  // forgets every inherited connection, the busy one too
+        handle->execute("in the child");
+        return child_ok;
+    });
+    INFO("child: " << describe(code));
+    CHECK(code == child_ok);
+
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        done = true;
+    }
+    changed.notify_all();
+    user.join();
+    CHECK(db->abandons() == 0);  // the parent's connections are untouched
 }

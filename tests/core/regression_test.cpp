@@ -353,6 +353,99 @@ TEST_CASE_METHOD(Fixture, "regression: a connection lost during COMMIT is commit
     CHECK(db->commits() == 0);
 }
 
+// --- commit() after transaction_lost -----------------------------------------------------------
+
+namespace {
+
+// After a statement raised transaction_lost: commit() raises it again and sends nothing (not
+// even a connect), until rollback(), which succeeds; then a commit outside any transaction
+// behaves as usual. `connection` is a SteadyConnection or a pool's handle.
+template <class Connection>
+void check_commit_refused_until_rollback(FakeDatabase& db, Connection& connection) {
+    const int opens = db.opens();
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        INFO("commit() " << attempt + 1 << " after transaction_lost");
+        CHECK_THROWS_MATCHES(connection.commit(), dbpool::Error,
+                             has_code(ErrorCode::transaction_lost));
+    }
+    CHECK(db.commits() == 0);
+    CHECK(db.opens() == opens);
+    CHECK_NOTHROW(connection.rollback());
+    CHECK_NOTHROW(connection.commit());  // outside a transaction: COMMIT is sent, as always
+    CHECK(db.commits() == 1);
+}
+
+}  // namespace
+
+TEST_CASE_METHOD(Fixture,
+                 "regression: commit() right after a statement raised transaction_lost raises it "
+                 "again instead of reporting success",
+                 "[regression][transaction]") {
+    SECTION("begin(), SteadyConnection") {
+        auto connection = steady();
+        connection->begin();
+        db->fail_statements(1, Failure::broken);
+        CHECK_THROWS_MATCHES(connection->execute("w"), dbpool::Error,
+                             has_code(ErrorCode::transaction_lost));
+        check_commit_refused_until_rollback(*db, *connection);
+    }
+    SECTION("a transaction only the server knows of, SteadyConnection") {
+        auto connection = steady();
+        connection->raw().set_server_transaction(true);  // e.g. autocommit = 0
+        db->fail_statements(1, Failure::broken);
+        CHECK_THROWS_MATCHES(connection->execute("w"), dbpool::Error,
+                             has_code(ErrorCode::transaction_lost));
+        check_commit_refused_until_rollback(*db, *connection);
+    }
+    SECTION("the connection closed between statements, SteadyConnection") {
+        auto options = exact();
+        options.closeable = true;
+        auto connection = steady(options);
+        connection->begin();
+        connection->close();
+        CHECK_THROWS_MATCHES(connection->execute("w"), dbpool::Error,
+                             has_code(ErrorCode::transaction_lost));
+        check_commit_refused_until_rollback(*db, *connection);
+    }
+    SECTION("begin(), pooled handle") {
+        auto pool = make();
+        auto handle = pool->connection();
+        handle.begin();
+        db->fail_statements(1, Failure::broken);
+        CHECK_THROWS_MATCHES(handle->execute("w"), dbpool::Error,
+                             has_code(ErrorCode::transaction_lost));
+        check_commit_refused_until_rollback(*db, handle);
+    }
+    SECTION("a transaction only the server knows of, pooled handle") {
+        auto pool = make();
+        auto handle = pool->connection();
+        handle->raw().set_server_transaction(true);
+        db->fail_statements(1, Failure::broken);
+        CHECK_THROWS_MATCHES(handle->execute("w"), dbpool::Error,
+                             has_code(ErrorCode::transaction_lost));
+        check_commit_refused_until_rollback(*db, handle);
+    }
+}
+
+TEST_CASE_METHOD(Fixture,
+                 "regression: after transaction_lost, begin() starts afresh and its commit() "
+                 "commits",
+                 "[regression][transaction]") {
+    auto connection = steady();
+    connection->begin();
+    db->fail_statements(1, Failure::broken);
+    CHECK_THROWS_MATCHES(connection->execute("w"), dbpool::Error,
+                         has_code(ErrorCode::transaction_lost));
+    connection->execute("a statement after the loss runs outside any transaction");
+    CHECK_THROWS_MATCHES(connection->commit(), dbpool::Error,
+                         has_code(ErrorCode::transaction_lost));
+    connection->begin();
+    connection->execute("redo");
+    CHECK_NOTHROW(connection->commit());
+    CHECK(db->commits() == 1);
+    CHECK_FALSE(connection->in_transaction());
+}
+
 // --- durations that mean "forever" --------------------------------------------------------------
 
 namespace {

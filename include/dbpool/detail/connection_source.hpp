@@ -30,6 +30,18 @@ public:
 
     // Closes a connection this source opened (network I/O: never under a pool lock).
     virtual void disconnect(std::unique_ptr<Connection> connection) noexcept = 0;
+
+    // Forgets a connection this source opened without sending anything (in a child after
+    // fork(), its socket is the parent's). Types without abandon() are leaked, not closed.
+    // A source that counts its open connections overrides this to count it too.
+    virtual void abandon(std::unique_ptr<Connection> connection) noexcept {
+        if (!connection) return;
+        if constexpr (ConnectionTraits<Connection>::can_abandon) {
+            ConnectionTraits<Connection>::abandon(*connection);
+        } else {
+            static_cast<void>(connection.release());
+        }
+    }
 };
 
 // Calls the creator and runs the setsession statements; every failure becomes
