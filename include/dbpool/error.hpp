@@ -19,7 +19,8 @@ enum class ErrorCode {
     timeout,
     /// The pool was closed; no connection will be handed out.
     pool_closed,
-    /// A handle was used after close() or after being moved from.
+    /// A handle was used after close() or after being moved from, or, in a child after
+    /// fork(), a pooled handle borrowed before the fork.
     handle_closed,
     /// The creator could not open a connection.
     connect_failed,

@@ -90,6 +90,13 @@ private:
             throw Error(ErrorCode::handle_closed,
                         "dbpool: this pooled connection was already closed (returned to its pool)");
         }
+        core_->check_fork();
+        if (Core::orphaned(*slot_)) {
+            throw Error(ErrorCode::handle_closed,
+                        "dbpool: this pooled connection was borrowed before fork(), and this "
+                        "process is the child: its connection belongs to the parent. Close this "
+                        "handle and acquire a new connection");
+        }
         return *slot_->steady;
     }
 

@@ -246,3 +246,167 @@ TEST_CASE(
     user.join();
     CHECK(db->abandons() == 0);  // the parent's connections are untouched
 }
+
+// --- fork() in one rule (docs/design.md, "fork()"): in the child every inherited connection is
+// abandoned, and every handle from before the fork, whichever thread borrowed it, fails its next
+// use with handle_closed and never shares a connection with a new borrower.
+
+namespace {
+
+// The child's verdicts on a pre-fork handle.
+constexpr int old_handle_worked = 10;          // a pre-fork handle ran a statement in the child
+constexpr int old_handle_wrong_error = 11;     // it failed, but not with handle_closed
+constexpr int new_borrower_got_old_slot = 12;  // a new borrower got the pre-fork connection
+constexpr int child_capacity_lost = 13;        // the child could not borrow up to maxconnections
+
+int use_old_handle(dbpool::PooledConnection<SharedFakeConnection, ManualClock>& handle) {
+    try {
+        handle->execute("in the child");
+        return old_handle_worked;
+    } catch (const dbpool::Error& error) {
+        return error.code() == dbpool::ErrorCode::handle_closed ? child_ok : old_handle_wrong_error;
+    }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "regression: after fork() a handle another thread borrowed fails its next use and its "
+    "connection is never handed out again",
+    "[regression][fork]") {
+    DBPOOL_SKIP_CONCURRENT_FORK_UNDER_SANITIZERS();
+    auto db = std::make_shared<FakeDatabase>();
+    auto options = test_options();
+    options.maxconnections = 1;
+    dbpool::PooledPool<SharedFakeConnection, ManualClock> pool(
+        FakeDatabase::creator<SharedFakeConnection>(db), options);
+    // Borrowed on another thread, then moved to the thread that forks.
+    dbpool::PooledConnection<SharedFakeConnection, ManualClock> moved;
+    std::thread([&] { moved = pool.connection(false); }).join();
+    const int parent_id = moved->raw().id();
+    const auto before_fork = db->log_of(parent_id);
+
+    const int code = run_in_child([&] {
+        ::alarm(5);
+        if (const int verdict = use_old_handle(moved); verdict != child_ok) return verdict;
+        auto fresh = pool.connection(false);  // the child's whole capacity is free
+        if (fresh->raw().id() == parent_id) return new_borrower_got_old_slot;
+        fresh->execute("a new connection");
+        moved.close();  // lets go of the orphaned slot; the new borrower is untouched
+        fresh->execute("still served");
+        if (fresh->raw().id() == parent_id) return new_borrower_got_old_slot;
+        return inspect(*db, parent_id, before_fork, true);
+    });
+    INFO("child: " << code << " " << describe(code));
+    CHECK(code == child_ok);
+    CHECK(db->log_of(parent_id) == before_fork);
+    moved->execute("in the parent");  // the parent's handle works on
+}
+
+TEST_CASE(
+    "regression: after fork() a second sharer's handle and the forking thread's own shares "
+    "never keep the child's capacity",
+    "[regression][fork][shared]") {
+    DBPOOL_SKIP_CONCURRENT_FORK_UNDER_SANITIZERS();
+    auto db = std::make_shared<FakeDatabase>();
+    auto options = test_options();
+    options.maxconnections = 1;
+    options.maxshared = 1;
+    dbpool::PooledPool<SharedFakeConnection, ManualClock> pool(
+        FakeDatabase::creator<SharedFakeConnection>(db), options);
+    // Three shares of one connection: one held by another thread across the fork, two by the
+    // thread that forks.
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool holding = false;
+    bool done = false;
+    std::thread sharer([&] {
+        auto handle = pool.connection();
+        std::unique_lock<std::mutex> lock(mutex);
+        holding = true;
+        changed.notify_all();
+        changed.wait(lock, [&] { return done; });
+    });
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        changed.wait(lock, [&] { return holding; });
+    }
+    auto first = pool.connection();
+    auto second = pool.connection();
+    REQUIRE(first.is_shared());
+    const int parent_id = first->raw().id();
+    REQUIRE(second->raw().id() == parent_id);
+    const auto before_fork = db->log_of(parent_id);
+
+    const int code = run_in_child([&] {
+        ::alarm(5);
+        if (const int verdict = use_old_handle(first); verdict != child_ok) return verdict;
+        first.close();
+        second.close();  // the other thread's share never comes back in the child
+        try {
+            auto fresh = pool.connection();  // maxconnections = 1: the capacity is the child's
+            if (fresh->raw().id() == parent_id) return new_borrower_got_old_slot;
+            fresh->execute("a new connection");
+        } catch (const dbpool::Error&) {
+            return child_capacity_lost;
+        }
+        return inspect(*db, parent_id, before_fork, true);
+    });
+    INFO("child: " << code << " " << describe(code));
+    CHECK(code == child_ok);
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        done = true;
+    }
+    changed.notify_all();
+    sharer.join();
+    CHECK(db->log_of(parent_id) == before_fork);
+}
+
+TEST_CASE(
+    "regression: after fork() a PooledPool child does not deadlock on a thread_safe_sharing "
+    "connection another thread of the parent was using",
+    "[regression][fork][shared]") {
+    DBPOOL_SKIP_CONCURRENT_FORK_UNDER_SANITIZERS();
+    auto db = std::make_shared<FakeDatabase>();
+    auto options = test_options();
+    options.maxconnections = 2;
+    options.maxshared = 1;
+    dbpool::PooledPool<SharedFakeConnection, ManualClock> pool(
+        FakeDatabase::creator<SharedFakeConnection>(db), options);
+
+    // Another thread is inside a statement: it holds its connection's lock at the fork.
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool inside = false;
+    bool done = false;
+    std::thread user([&] {
+        auto handle = pool.connection();
+        handle->run([&](SharedFakeConnection&) {
+            std::unique_lock<std::mutex> lock(mutex);
+            inside = true;
+            changed.notify_all();
+            changed.wait(lock, [&] { return done; });
+            return 0;
+        });
+    });
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        changed.wait(lock, [&] { return inside; });
+    }
+
+    const int code = run_in_child([&] {
+        ::alarm(5);  // a child stuck on the inherited lock dies of SIGALRM instead of hanging
+        auto handle = pool.connection();  // forgets every inherited connection, the busy one too
+        handle->execute("in the child");
+        return child_ok;
+    });
+    INFO("child: " << describe(code));
+    CHECK(code == child_ok);
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        done = true;
+    }
+    changed.notify_all();
+    user.join();
+}

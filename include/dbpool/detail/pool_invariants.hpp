@@ -29,9 +29,10 @@ struct PoolInvariants {
             if (state == S::connecting) ++connecting;
             if (state == S::idle) ++idle;
             const auto listed = std::count(core.free_slots_.begin(), core.free_slots_.end(), &slot);
-            if (state == S::empty ? listed != 1 : listed != 0) {
-                fail("a slot is empty but not on the free list once, or on it but not empty");
+            if (state == S::empty && !slot.orphaned ? listed != 1 : listed != 0) {
+                fail("a slot is free but not on the free list once, or on it but not free");
             }
+            if (slot.orphaned && state != S::empty) fail("a slot orphaned by fork() is in use");
             if (slot.share_count < 0) fail("a share count is negative");
             if (slot.doomed && slot.share_count == 0) fail("a doomed slot has no sharer left");
         }

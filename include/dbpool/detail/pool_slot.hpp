@@ -51,8 +51,10 @@ struct alignas(64) PoolSlot {
     // finished borrow, so the next borrower never gets a leak report that is not its own.
     std::atomic<std::uint64_t> leak_reported{0};
 
-    std::thread::id owner{};  // the borrowing thread, to tell its slots apart after fork()
-    bool fresh = false;       // opened for the waiter it was handed to: no hand-out ping
+    bool fresh = false;  // opened for the waiter it was handed to: no hand-out ping
+    // In a child after fork(): borrowed before the fork, so a handle may still reach it; empty,
+    // never handed out again (written once in the child's fork recovery, under the lock).
+    bool orphaned = false;
 
     // Guarded by the pool's mutex.
     int share_count = 0;  // sharers of an in_use shared connection

@@ -188,6 +188,7 @@ public:
     // return their share; the last one returns the connection. Never throws.
     void give_back(Slot& slot, bool shared, bool discard) noexcept {
         check_fork();  // in a child: the connection was abandoned, the return sends nothing
+        if (slot.orphaned) return let_go_of_orphan(slot, shared);
         if (shared && !last_share(slot, discard)) return;
         const TimePoint now = cheap_now<Clock>();
         account(slot, now);
@@ -384,15 +385,20 @@ public:
         emit(EventKind::closed, "closed a connection");
     }
 
-    // In a child after fork(): forget every inherited connection without sending a byte. Only
-    // the forking thread exists in the child: its borrowed connections stay borrowed (their
-    // next statement opens a new connection, or raises transaction_lost), every other slot,
-    // waiter, worker and the maintenance thread belonged to threads that are gone.
+    // fork() in one rule: in the child, every connection inherited from the parent is
+    // abandoned (never closed, never freed while a handle can still reach it), and every handle
+    // from before the fork, whichever thread borrowed it, fails its next use with
+    // handle_closed and never shares a connection with a new borrower. Noticed by every entry
+    // point and by every use of a handle; recover_after_fork() carries it out.
     void check_fork() noexcept {
-        if (fork_generation_.load(std::memory_order_relaxed) != fork_generation()) {
+        if (fork_generation_.load(std::memory_order_acquire) != fork_generation()) {
             recover_after_fork();
         }
     }
+
+    // Whether a handle's slot was borrowed before a fork() of this process (check_fork()
+    // first): the handle then fails its next use.
+    static bool orphaned(const Slot& slot) noexcept { return slot.orphaned; }
 
 private:
     struct StateCounts {
@@ -726,7 +732,6 @@ private:
     }
 
     void hand_out(Slot& slot, AcquireSite site, TimePoint now) noexcept {
-        slot.owner = std::this_thread::get_id();
         slot.fresh = false;
         Slot::publish(slot.acquired_at, now);
         slot.site_file.store(site.file, std::memory_order_relaxed);
@@ -1327,22 +1332,28 @@ private:
         Lock lock(*this);
         const unsigned generation = fork_generation();
         if (fork_generation_.load(std::memory_order_relaxed) == generation) return;
-        const auto me = std::this_thread::get_id();
         open_ = 0;
         connecting_ = 0;
+        caller_connects_ = 0;
         attempting_ = 0;
         free_slots_.clear();
         for (Slot& slot : slots_) {
-            if (slot.steady) slot.steady->abandon();
-            if (slot.load() == S::in_use && slot.owner == me) {
-                ++open_;  // this thread's handle: it stays borrowed, its connection is gone
+            if (slot.orphaned) continue;  // orphaned by an earlier fork (this is a grandchild)
+            const bool borrowed = slot.load() == S::in_use;
+            if (slot.steady) slot.steady->abandon_after_fork();  // no lock a parent thread held
+            slot.steady.reset();                                 // nothing left to close
+            slot.apply(E::abandon);                              // its capacity is the child's
+            if (borrowed) {
+                // A handle may reach it (from whichever thread it was borrowed: handles move
+                // between threads): never handed out again, and its hold on the pool stays until
+                // the handle lets go (give_back). Several handles may share it: then for good.
+                slot.orphaned = true;
                 continue;
             }
-            if (slot.apply(E::abandon)) released.push_back(std::move(slot.keep_alive));
-            slot.steady.reset();  // nothing left to close: sends nothing
+            released.push_back(std::move(slot.keep_alive));
             slot.share_count = 0;
             slot.doomed = false;
-            free_slots_.push_back(&slot);
+            free_slots_.push_back(&slot);  // never allocates: reserve_locked() made room
         }
         shared_.clear();
         waiting_.forget_all();
@@ -1353,12 +1364,23 @@ private:
         static_cast<void>(close_done_wake_.release());
         close_done_wake_ = std::make_unique<CondVar>();
         if (scheduler_.joinable()) scheduler_.detach();  // that thread exists in the parent only
-        fork_generation_.store(generation, std::memory_order_relaxed);
+        // Publishes the above to threads of the child that find the generation current
+        // (check_fork's acquire) and then read a slot's `orphaned`.
+        fork_generation_.store(generation, std::memory_order_release);
         try {
             start_scheduler_locked();
         } catch (...) {
             // Without a maintenance thread the child's pool still works; it is not maintained.
         }
+    }
+
+    // A handle borrowed before fork() comes back in the child: it lets go of its slot, which is
+    // never reused. A dedicated one had the only handle, so its hold on the pool ends here.
+    void let_go_of_orphan(Slot& slot, bool shared) noexcept {
+        if (shared) return;
+        std::shared_ptr<PooledCore> hold;  // destroyed last, after the lock is released
+        Lock lock(*this);
+        hold = std::move(slot.keep_alive);
     }
 
     // The lock (PoolLock) and the invariant checker (PoolInvariants) see the pool's insides.
