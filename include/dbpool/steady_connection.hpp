@@ -14,6 +14,7 @@
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -169,6 +170,7 @@ public:
         ensure_open();
         try {
             Traits::commit(*connection_);
+            server_transaction_.store(false, std::memory_order_relaxed);
         } catch (const std::exception& error) {
             const Failure failure = classify(error);
             if (failure == Failure::none) throw;
@@ -188,6 +190,7 @@ public:
         Lock lock(mutex_);
         notice_fork();
         tx_ = Tx::none;
+        server_transaction_.store(false, std::memory_order_relaxed);
         if (!connection_) return;
         try {
             Traits::rollback(*connection_);
@@ -203,12 +206,14 @@ public:
         return in_transaction_locked();
     }
 
-    /// in_transaction(), or nothing when another thread sharing the connection is using it
-    /// right now (never waits: pools call this under their own lock).
-    std::optional<bool> in_transaction_if_free() const noexcept {
-        std::unique_lock<Mutex> lock(mutex_, std::try_to_lock);
-        if (!lock.owns_lock()) return std::nullopt;
-        return in_transaction_locked();
+    /// For pools sharing the connection: whether a transaction is open as far as this object
+    /// knew when its last operation ended (begin() not yet ended, or the server's status after
+    /// the last statement). Never waits for a sharer's statement and never runs the connection
+    /// type's code, so a pool may ask under its own lock; a transaction another sharer starts
+    /// meanwhile shows once its statement has ended.
+    bool transaction_hint() const noexcept {
+        return tx_.load(std::memory_order_relaxed) == Tx::open ||
+               server_transaction_.load(std::memory_order_relaxed);
     }
 
     /// Ping bit 1 for a connection that reconnects in place (standalone, PersistentPool):
@@ -458,6 +463,10 @@ private:
     void note_success(bool counted) {
         if (counted) ++usage_;
         touch();
+        if constexpr (Traits::thread_safe_sharing) {  // for sharing pools (transaction_hint())
+            server_transaction_.store(connection_ && Traits::in_transaction(*connection_),
+                                      std::memory_order_relaxed);
+        }
     }
 
     void touch() {
@@ -535,6 +544,7 @@ private:
         } else {
             end_open_transaction();
         }
+        server_transaction_.store(false, std::memory_order_relaxed);
         source_->disconnect(std::move(connection_));
     }
 
@@ -580,7 +590,9 @@ private:
     // outside any transaction, commit() raises it again and sends nothing. rollback(), begin(),
     // reset_session() and a pool's reset_for_return() end both lost states.
     enum class Tx : unsigned char { none, open, lost, lost_reported };
-    Tx tx_ = Tx::none;
+    // Written under mutex_; atomic only so that transaction_hint() may read it without.
+    std::atomic<Tx> tx_{Tx::none};
+    std::atomic<bool> server_transaction_{false};  // as of the last statement (sharing types)
     unsigned fork_generation_ = detail::fork_generation();
     TimePoint opened_at_{};
     TimePoint last_success_{};

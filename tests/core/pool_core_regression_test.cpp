@@ -7,7 +7,10 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 using dbpool::Ping;
@@ -89,4 +92,51 @@ TEST_CASE("regression: stats() adds up after the last share of a shared connecti
     CHECK(stats.idle == 1);
     CHECK(stats.in_use == 0);
     check_sum(stats);
+}
+
+TEST_CASE(
+    "regression: a shareable acquire at the limit shares a connection that is in the "
+    "middle of another sharer's statement instead of timing out",
+    "[regression][shared][concurrency]") {
+    auto db = std::make_shared<FakeDatabase>();
+    auto options = test_options();
+    options.maxshared = 1;
+    options.maxconnections = 1;
+    options.blocking = true;
+    options.acquire_timeout = 2s;
+    SharedPool pool(FakeDatabase::creator<SharedFakeConnection>(db), options);
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool inside = false;
+    bool done = false;
+    int first_id = 0;
+    std::thread sharer([&] {
+        auto handle = pool.connection();
+        first_id = handle->raw().id();
+        handle->run([&](SharedFakeConnection&) {  // a long statement: holds the connection
+            std::unique_lock<std::mutex> lock(mutex);
+            inside = true;
+            changed.notify_all();
+            changed.wait(lock, [&] { return done; });
+            return 0;
+        });
+    });
+    {
+        std::unique_lock<std::mutex> lock(mutex);
+        changed.wait(lock, [&] { return inside; });
+    }
+    const auto start = std::chrono::steady_clock::now();
+    std::optional<dbpool::PooledConnection<SharedFakeConnection, ManualClock>> second;
+    CHECK_NOTHROW(second.emplace(pool.connection()));  // shared, not a timeout
+    CHECK(std::chrono::steady_clock::now() - start < 1s);
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        done = true;
+    }
+    changed.notify_all();
+    sharer.join();
+    REQUIRE(second.has_value());
+    CHECK(second->is_shared());
+    CHECK((*second)->raw().id() == first_id);  // the sharer's statement has ended: its turn
+    (*second)->execute("after the other sharer's statement");
 }

@@ -694,6 +694,7 @@ TEST_CASE("pool: a shared connection inside a transaction is not shared", "[pool
     auto c = pool.connection();  // a tie, but a's connection is in a transaction
     CHECK(sid(c) == sid(b));
     b->raw().set_server_transaction(true);
+    b->execute("leaves a transaction open (autocommit off)");  // the pool learns it here
     // Both shared connections are in transactions: new ones are opened, and they must not
     // become shared beyond maxshared.
     auto d = pool.connection();

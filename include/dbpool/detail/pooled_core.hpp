@@ -759,9 +759,10 @@ private:
     Slot* least_shared_locked() const noexcept {
         Slot* least = nullptr;
         for (Slot* candidate : shared_) {
-            // A connection busy in another thread's statement is skipped rather than waited
-            // for: no network I/O, not even someone else's, under the pool lock.
-            if (candidate->steady->in_transaction_if_free().value_or(true)) continue;
+            // As far as its last operation told (no lock of the connection's, none of the
+            // connection type's code under the pool's lock): one in the middle of another
+            // sharer's statement is shared too, as DBUtils does; its sharers take turns.
+            if (candidate->steady->transaction_hint()) continue;
             if (least == nullptr || candidate->share_count < least->share_count) {
                 least = candidate;
             }
