@@ -801,6 +801,17 @@ private:
     }
 
     void offer_locked(Slot& slot, Lock& lock, bool opened) noexcept {
+        if (!closed_.load()) {
+            // A due waiter first: closing it as a surplus idle one while someone waits would
+            // only make the pool open another for the waiter.
+            if (Waiter* waiter = waiting_.take_due(WaitClock::now(), opened)) {
+                slot.fresh = opened;
+                slot.template move<S::returning, E::hand_off>();
+                waiter->handed = &slot;  // stays in_use: ownership passes straight to the waiter
+                waiter->wake.notify_one();
+                return;
+            }
+        }
         const bool surplus = options_.maxcached > 0 &&
                              static_cast<int>(count_states_locked().idle) >= options_.maxcached;
         if (closed_.load() || surplus) {
@@ -809,13 +820,7 @@ private:
             retire(slot);
             return;
         }
-        if (Waiter* waiter = waiting_.take_due(WaitClock::now(), opened)) {
-            slot.fresh = opened;
-            slot.template move<S::returning, E::hand_off>();
-            waiter->handed = &slot;  // stays in_use: ownership passes straight to the waiter
-            waiter->wake.notify_one();
-            return;
-        }
+        slot.fresh = false;  // from the idle cache: pinged at hand-out, however it was opened
         Slot::publish(slot.idle_since, cheap_now<Clock>());
         slot.template move<S::returning, E::shelve>();
         waiting_.wake_front_if_asleep();  // the oldest competes for it with running threads
@@ -1247,7 +1252,9 @@ private:
         const std::uint64_t borrow = slot.lent.load(std::memory_order_acquire);
         if (borrow == 0) return;  // handed over, hand-out not recorded yet
         const auto acquired = Slot::time_of(slot.acquired_at.load(std::memory_order_relaxed));
-        if (slot.lent.load(std::memory_order_acquire) != borrow) return;
+        // A seqlock's second read: the fence keeps the time read above before the check below.
+        std::atomic_thread_fence(std::memory_order_acquire);
+        if (slot.lent.load(std::memory_order_relaxed) != borrow) return;
         const auto held = now - acquired;
         if (!rules_.leaked(held)) return;
         std::uint64_t reported = slot.leak_reported.load(std::memory_order_acquire);
