@@ -129,7 +129,7 @@ public:
         ended_->notify_all();  // close() may be waiting for this one
     }
 
-    // At close: every worker's thread, to be joined (or detached by stop_locked) without the
+    // At close: every worker's thread, to be joined (or detached by wait_stopped) without the
     // lock. Idle workers end at once; busy ones after their task. No worker starts after this.
     std::vector<std::pair<const Worker*, Thread>> stop_all_locked() {
         stopped_ = true;
@@ -148,8 +148,8 @@ public:
     // the rest. A worker that is the calling thread is detached at once (a callback on it closed
     // the pool).
     template <class Lock>
-    void stop_locked(Lock& lock, std::vector<std::pair<const Worker*, Thread>>& stopping,
-                     typename WaitClock::time_point deadline) {
+    void wait_stopped(Lock& lock, std::vector<std::pair<const Worker*, Thread>>& stopping,
+                      typename WaitClock::time_point deadline) {
         const auto running = [this](const Worker* worker) {
             return std::any_of(workers_->begin(), workers_->end(),
                                [worker](const Worker& w) { return &w == worker; });

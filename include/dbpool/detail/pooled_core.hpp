@@ -261,7 +261,7 @@ public:
                 waiter->wake.notify_one();
             schedule_wake_->notify_all();
             workers = workers_.stop_all_locked();
-            idle = claim_all_idle_locked(lock);
+            idle = claim_all_idle(lock);
             scheduler = std::move(scheduler_);
         }
         // Idle workers end at once (tasks queued before close() end quickly: they see the pool
@@ -270,7 +270,7 @@ public:
         // handlers) once close() returns, e.g. when the process exits right after.
         {
             Lock lock(*this);
-            workers_.stop_locked(lock, workers, WaitClock::now() + Workers::close_grace);
+            workers_.wait_stopped(lock, workers, WaitClock::now() + Workers::close_grace);
         }
         for (auto& entry : workers) {
             if (entry.second.joinable()) entry.second.join();
@@ -536,7 +536,7 @@ private:
                 }
             }
             if (!queued) {
-                if (!options_.blocking && at_limit_locked()) throw exhausted_locked(lock);
+                if (!options_.blocking && at_limit_locked()) throw exhausted(lock);
                 waiting_.push(waiter);
                 queued = true;
                 if (waiting_.is_front(waiter)) continue;  // look again, as the oldest
@@ -554,7 +554,7 @@ private:
             }
             if (now >= deadline) {
                 leave();
-                throw timeout_locked(lock, waiter.since);
+                throw timeout(lock, waiter.since);
             }
             auto until = deadline;
             if (waiting_.is_front(waiter)) {
@@ -608,7 +608,7 @@ private:
             // Nothing went to a worker (no thread, no memory, closed): the connection is still
             // ours, and goes back to the pool unpinged.
             slot.template move<S::in_use, E::release>();
-            offer_locked(slot, lock, false);
+            offer(slot, lock, false);
             throw;
         }
         slot.template move<S::in_use, E::stale>();  // the worker's from here
@@ -627,7 +627,7 @@ private:
             }
             if (WaitClock::now() >= deadline) {
                 stop_waiting();
-                throw timeout_locked(lock, waiter.since);
+                throw timeout(lock, waiter.since);
             }
             if (deadline == WaitPoint::max()) {
                 lock.wait(waiter.wake);
@@ -650,7 +650,7 @@ private:
         }
         if (alive) {  // its acquirer gave up meanwhile
             slot.template move<S::validating, E::unclaimed>();
-            offer_locked(slot, lock, false);
+            offer(slot, lock, false);
             return;
         }
         slot.template move<S::validating, E::ping_failed>();
@@ -718,7 +718,7 @@ private:
             if (closed_.load() || WaitClock::now() >= deadline) {
                 stop_waiting();
                 const bool closed = closed_.load();
-                Error error = closed ? closed_error() : timeout_locked(lock, waiter.since);
+                Error error = closed ? closed_error() : timeout(lock, waiter.since);
                 if (lock.owns_lock()) lock.unlock();
                 give_back(slot, true, false);
                 throw error;
@@ -797,10 +797,10 @@ private:
     // it was opened for the waiters, so the oldest gets it whether due or not.
     void offer(Slot& slot, bool opened) noexcept {
         Lock lock(*this);
-        offer_locked(slot, lock, opened);
+        offer(slot, lock, opened);
     }
 
-    void offer_locked(Slot& slot, Lock& lock, bool opened) noexcept {
+    void offer(Slot& slot, Lock& lock, bool opened) noexcept {
         if (!closed_.load()) {
             // A due waiter first: closing it as a surplus idle one while someone waits would
             // only make the pool open another for the waiter.
@@ -861,7 +861,7 @@ private:
     // with `rethrow`), then offers it; on failure the capacity is freed.
     void connect_slot(Slot& slot, bool for_waiters) {
         Lock lock = open_slot(slot, false);
-        offer_locked(slot, lock, for_waiters);
+        offer(slot, lock, for_waiters);
     }
 
     // Opens the connection of a `connecting` slot (`by_caller`: for the acquirer running it) and
@@ -1013,7 +1013,7 @@ private:
     // Every idle slot, claimed for closing; waits for slots that are mid-return. Each slot is
     // judged by one read, the compare-and-swap's: a return that goes idle between two reads
     // would otherwise be neither claimed nor waited for, and never closed.
-    std::vector<Slot*> claim_all_idle_locked(Lock& lock) {
+    std::vector<Slot*> claim_all_idle(Lock& lock) {
         std::vector<Slot*> claimed;
         for (;;) {
             bool pending = false;
@@ -1093,7 +1093,7 @@ private:
         return picture;
     }
 
-    Error timeout_locked(Lock& lock, WaitPoint since) {
+    Error timeout(Lock& lock, WaitPoint since) {
         ++timeouts_;
         const auto waited =
             std::chrono::duration_cast<std::chrono::milliseconds>(WaitClock::now() - since);
@@ -1108,7 +1108,7 @@ private:
         return Error(ErrorCode::timeout, message);
     }
 
-    Error exhausted_locked(Lock& lock) {
+    Error exhausted(Lock& lock) {
         ++exhausted_;
         const std::string message = "dbpool: too many connections: all " +
                                     std::to_string(options_.maxconnections) +
