@@ -75,12 +75,30 @@ failed=0
 notes=()
 timings=()
 
-# timed NAME COMMAND...: runs COMMAND and records how many seconds it took under NAME.
+# child_cpu VAR: sets VAR to the CPU seconds (user + system) used so far by the finished
+# children of this shell (`times` must run in this shell, not in a command substitution).
+times_file=$(mktemp)
+trap 'rm -f "$times_file"' EXIT
+child_cpu() {
+    times >"$times_file"
+    printf -v "$1" '%s' "$(tail -n 1 "$times_file" | awk '{ t = 0; for (i = 1; i <= 2; i++) {
+        split($i, p, /[ms]/); t += p[1] * 60 + p[2] } printf "%d", t }')"
+}
+
+# record NAME BEGAN CPU_BEGAN: adds "NAME  wall s  (CPU s)" to the timing summary.
+record() {
+    local cpu
+    child_cpu cpu
+    timings+=("$(printf '%-26s %5d s   (CPU %5d s)' "$1" $((SECONDS - $2)) $((cpu - $3)))")
+}
+
+# timed NAME COMMAND...: runs COMMAND and records its wall-clock and CPU seconds under NAME.
 timed() {
-    local name=$1 began=$SECONDS status=0
+    local name=$1 began=$SECONDS cpu_began status=0
+    child_cpu cpu_began
     shift
     "$@" || status=$?
-    timings+=("$(printf '%-26s %5d s' "$name" $((SECONDS - began)))")
+    record "$name" "$began" "$cpu_began"
     return "$status"
 }
 
@@ -146,12 +164,13 @@ count_results() {
 
 # run_ctest NAME DIR [ctest args...]: ctest in DIR, its log in DIR/ctest.log, counted.
 run_ctest() {
-    local name=$1 dir=$2 log began=$SECONDS
+    local name=$1 dir=$2 log began=$SECONDS cpu_began
+    child_cpu cpu_began
     shift 2
     log="$dir/ctest.log"
     (cd "$dir" && ctest --output-on-failure -j "$ctest_jobs" --timeout "$ctest_timeout" "$@") \
         2>&1 | tee "$log"
-    timings+=("$(printf '%-26s %5d s' "$name: ctest -j$ctest_jobs" $((SECONDS - began)))")
+    record "$name: ctest -j$ctest_jobs" "$began" "$cpu_began"
     count_results "$name" "$log"
 }
 
@@ -221,9 +240,9 @@ run_quick() {
     fi
     # Every core test program, whatever it is called, plus the backends' unit tests.
     local targets
-    mapfile -t targets < <(cmake --build "$dir" --target help |
-        grep -oE '\b(dbpool_core_[a-z0-9_]+_tests|dbpool_core_tests|dbpool_(mysql|pg)_unit_tests|dbpool_header_check_main)\b' |
-        sort -u)
+    local pattern='dbpool_core(_[a-z0-9_]+)?_tests|dbpool_(mysql|pg)_unit_tests'
+    pattern+='|dbpool_header_check_main'
+    mapfile -t targets < <(cmake --build "$dir" --target help | grep -oE "\\b($pattern)\\b" | sort -u)
     section "$name: build ${targets[*]} (-j$jobs)"
     if [ "${#targets[@]}" -eq 0 ] ||
         ! timed "$name: build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then
@@ -237,7 +256,9 @@ run_quick() {
 summary() {
     section "summary ($((SECONDS - start)) s)"
     printf '%s\n' "${timings[@]}"
-    printf '%-26s %5d s\n' "total" $((SECONDS - start))
+    local cpu
+    child_cpu cpu
+    printf '%-26s %5d s   (CPU %5d s)\n' "total" $((SECONDS - start)) "$cpu"
     printf '%s\n' "${notes[@]}"
     echo "$passed passed, $failed failed"
     [ "$failed" -eq 0 ]
