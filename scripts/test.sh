@@ -242,7 +242,9 @@ run_quick() {
     local targets
     local pattern='dbpool_core(_[a-z0-9_]+)?_tests|dbpool_(mysql|pg)_unit_tests'
     pattern+='|dbpool_header_check_main'
-    mapfile -t targets < <(cmake --build "$dir" --target help | grep -oE "\\b($pattern)\\b" | sort -u)
+    # One target per line: "NAME: phony" (Ninja) or "... NAME" (Makefiles).
+    mapfile -t targets < <(cmake --build "$dir" --target help |
+        sed -nE "s/^(\\.\\.\\. )?($pattern)(: phony)?\$/\\2/p" | sort -u)
     section "$name: build ${targets[*]} (-j$jobs)"
     if [ "${#targets[@]}" -eq 0 ] ||
         ! timed "$name: build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then
