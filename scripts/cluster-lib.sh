@@ -101,13 +101,17 @@ node_answers() {
         --connect-timeout=2 ping >/dev/null 2>&1
 }
 
-# Makes DIR/template once (mariadb-install-db is slow and must not run in parallel).
+# Makes DIR/template once (mariadb-install-db is slow).
 make_template() {
     [[ -d $DIR/template/mysql ]] && return
+    # Its own --tmpdir: bootstraps of other beds may run at the same time (ctest -j), and in the
+    # shared /tmp their temporary tables clash (scripts/mariadb.sh, start).
+    mkdir -p "$DIR/install-tmp"
+    chown "$(server_user)" "$DIR/install-tmp"
     # The small redo log matters: the template is copied per node (96 MiB by default).
     mariadb-install-db --no-defaults --user="$(server_user)" \
         --auth-root-authentication-method=normal --datadir="$DIR/template" --skip-test-db \
-        --innodb-log-file-size=16M >"$DIR/install.log" 2>&1 ||
+        --tmpdir="$DIR/install-tmp" --innodb-log-file-size=16M >"$DIR/install.log" 2>&1 ||
         {
             tail -n 20 "$DIR/install.log" >&2
             die "mariadb-install-db failed (see $DIR/install.log)"

@@ -11,7 +11,7 @@
 set -euo pipefail
 
 packages=(
-    cmake g++ clang clang-format clang-tidy make pkg-config
+    cmake ninja-build g++ clang clang-format clang-tidy make pkg-config
     libc++-14-dev libc++abi-14-dev
     catch2
     doxygen

@@ -2,13 +2,15 @@
 # dbpool's test command (README, CI: .ci/run). Run from anywhere:
 #
 #   scripts/test.sh [--no-tidy] [--no-deps] [--asan-only | --tsan-only | --clang-only]
+#   scripts/test.sh --quick [--no-deps]
 #
 # 1. scripts/install-deps.sh (skipped with --no-deps; a no-op when everything is installed).
 # 2. build/asan: Debug, DBPOOL_SANITIZE=address,undefined; build, then ctest every test.
 # 3. build/tsan: Debug, DBPOOL_SANITIZE=thread; build, then ctest every test except those
 #    labelled "packaging" (the header and install/consumer checks) or "scripts" (the test-bed
 #    scripts' own tests): single-threaded and sanitizer-independent, so running them twice proves
-#    nothing. Rule: everything else, core unit tests included, runs under TSan too; it is cheap
+#    nothing; the tree is configured with DBPOOL_TEST_PACKAGING=OFF, so it does not build them
+#    either. Rule: everything else, core unit tests included, runs under TSan too; it is cheap
 #    enough and any test that starts a thread (not only the [concurrency] ones) can race.
 # 4. build/clang-libcxx: clang++ with libc++ (not libstdc++) and UBSan including
 #    -fsanitize=float-cast-overflow (GCC's UBSan leaves that check out). Builds and runs the
@@ -17,50 +19,107 @@
 #    allocates and TSan cannot follow a child that starts threads (tests/fork_support.hpp), so
 #    this tree, without either, is where the concurrent fork tests run.
 # 5. scripts/lint.sh --format (clang-format check) and --tidy (clang-tidy over every public
-#    header on its own, about 2 minutes; --no-tidy skips it). clang-tidy runs by default because
+#    header on its own, about 100 s; --no-tidy skips it). clang-tidy runs by default because
 #    an optional check rots: 24 findings had piled up before it did.
 # 6. scripts/docs.sh: the API reference with Doxygen, every warning an error (a public entity
 #    without a `///` comment fails it); about 2-5 s.
+#
+# --quick is the inner loop while working, not a replacement for the whole command: in build/asan
+# only, it builds and runs the core unit tests, the MySQL and PostgreSQL unit tests (no server),
+# the compile-fail checks and the header checks; about a minute from a warm build directory.
+#
+# Builds use Ninja when it is installed (scripts/install-deps.sh installs ninja-build), Makefiles
+# otherwise. ctest runs 4 tests at a time by default: most tests wait on a server, and the tests
+# that must have the machine to themselves are scheduled by their tags (tests/CMakeLists.txt:
+# [timing] and [serial] run alone, [concurrency] stress tests one at a time).
 #
 # The MySQL and PostgreSQL integration and fault tests start their own throwaway servers
 # through CTest fixtures (scripts/mariadb.sh, scripts/postgres.sh); no system MariaDB or
 # PostgreSQL service is used or started. The PostgreSQL backend is required (DBPOOL_WITH_PG=ON),
 # so a missing libpq fails the configure step instead of silently skipping its tests.
 #
-# Ends with one line "N passed, N failed": the sum of the ctest counts of the trees, plus one
-# check each for the lint steps and the API reference; a configure or build failure counts as one
-# failed check.
+# Ends with the seconds each phase took (configure, build, ctest per tree, lint, docs) and one
+# line "N passed, N failed": the sum of the ctest counts of the trees, plus one check each for
+# the lint steps and the API reference; a configure or build failure counts as one failed check.
 # Exit status is non-zero when anything failed.
 #
-# Environment: JOBS (build parallelism, default 2), CTEST_JOBS (ctest -j, default 1: the
-# concurrency tests measure timing and the machine has 2 cores), CTEST_TIMEOUT (seconds per
-# test, default 600).
+# Environment: JOBS (build parallelism, default 2), CTEST_JOBS (ctest -j, default 4),
+# CTEST_TIMEOUT (seconds per test, default 600).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 repo=$(pwd)
 
 with_deps=1
 with_tidy=1
+quick=0
 trees=(asan tsan clang)
 for arg in "$@"; do
     case "$arg" in
+        --quick) quick=1 ;;
         --tidy) with_tidy=1 ;;
         --no-tidy) with_tidy=0 ;;
         --no-deps) with_deps=0 ;;
         --asan-only) trees=(asan) ;;
         --tsan-only) trees=(tsan) ;;
         --clang-only) trees=(clang) ;;
-        -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,48p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
 
 jobs=${JOBS:-2}
-ctest_jobs=${CTEST_JOBS:-1}
+ctest_jobs=${CTEST_JOBS:-4}
 ctest_timeout=${CTEST_TIMEOUT:-600}
 passed=0
 failed=0
 notes=()
+timings=()
+
+# child_cpu VAR: sets VAR to the CPU seconds (user + system) used so far by the finished
+# children of this shell (`times` must run in this shell, not in a command substitution).
+times_file=$(mktemp)
+trap 'rm -f "$times_file"' EXIT
+child_cpu() {
+    times >"$times_file"
+    printf -v "$1" '%s' "$(tail -n 1 "$times_file" | awk '{ t = 0; for (i = 1; i <= 2; i++) {
+        split($i, p, /[ms]/); t += p[1] * 60 + p[2] } printf "%d", t }')"
+}
+
+# record NAME BEGAN CPU_BEGAN: adds "NAME  wall s  (CPU s)" to the timing summary.
+record() {
+    local cpu
+    child_cpu cpu
+    timings+=("$(printf '%-26s %5d s   (CPU %5d s)' "$1" $((SECONDS - $2)) $((cpu - $3)))")
+}
+
+# timed NAME COMMAND...: runs COMMAND and records its wall-clock and CPU seconds under NAME.
+timed() {
+    local name=$1 began=$SECONDS cpu_began status=0
+    child_cpu cpu_began
+    shift
+    "$@" || status=$?
+    record "$name" "$began" "$cpu_began"
+    return "$status"
+}
+
+# Ninja when installed: it schedules the two cores better and starts faster than make.
+generator=()
+if command -v ninja >/dev/null 2>&1; then
+    generator=(-G Ninja)
+fi
+
+# configure DIR CMAKE-ARGS...: cmake -S repo -B DIR with the chosen generator. A tree configured
+# earlier with another generator is removed first (cmake refuses to switch generators).
+configure() {
+    local dir=$1
+    shift
+    if [ "${#generator[@]}" -gt 0 ] && [ -f "$dir/CMakeCache.txt" ] &&
+        ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$dir/CMakeCache.txt"; then
+        echo "test.sh: $dir was configured for another generator; starting it afresh"
+        rm -rf "$dir"
+    fi
+    cmake -S "$repo" -B "$dir" "${generator[@]}" "$@"
+}
 
 # Sanitizer runtime options: stop at the first report, with a stack; TSan reads the
 # suppressions for the uninstrumented client library (tests/tsan.supp), LSan those for
@@ -72,9 +131,10 @@ export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$repo/
 
 section() { printf '\n==== %s ====\n' "$*"; }
 
+start=$SECONDS
 if [ "$with_deps" -eq 1 ]; then
     section "dependencies"
-    if ! bash scripts/install-deps.sh; then
+    if ! timed "dependencies" bash scripts/install-deps.sh; then
         echo "test.sh: installing dependencies failed"
         echo "0 passed, 1 failed"
         exit 1
@@ -102,36 +162,49 @@ count_results() {
     notes+=("$name: $((total - fails)) of $total tests passed")
 }
 
-# run_tree NAME SANITIZE [extra ctest args...]
-run_tree() {
-    local name=$1 sanitize=$2
+# run_ctest NAME DIR [ctest args...]: ctest in DIR, its log in DIR/ctest.log, counted.
+run_ctest() {
+    local name=$1 dir=$2 log began=$SECONDS cpu_began
+    child_cpu cpu_began
     shift 2
-    local dir="$repo/build/$name" log
+    log="$dir/ctest.log"
+    (cd "$dir" && ctest --output-on-failure -j "$ctest_jobs" --timeout "$ctest_timeout" "$@") \
+        2>&1 | tee "$log"
+    record "$name: ctest -j$ctest_jobs" "$began" "$cpu_began"
+    count_results "$name" "$log"
+}
+
+# run_tree NAME SANITIZE CMAKE-ARGS -- [extra ctest args...]
+run_tree() {
+    local name=$1 sanitize=$2 cmake_args=() dir
+    shift 2
+    while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do cmake_args+=("$1"); shift; done
+    [ "$#" -gt 0 ] && shift
+    dir="$repo/build/$name"
     section "$name: configure (DBPOOL_SANITIZE=$sanitize)"
-    if ! cmake -S "$repo" -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DDBPOOL_SANITIZE="$sanitize" \
-            -DDBPOOL_BUILD_TESTS=ON -DDBPOOL_BUILD_BENCH=OFF -DDBPOOL_WITH_PG=ON; then
+    if ! timed "$name: configure" configure "$dir" -DCMAKE_BUILD_TYPE=Debug \
+            -DDBPOOL_SANITIZE="$sanitize" -DDBPOOL_BUILD_TESTS=ON -DDBPOOL_BUILD_BENCH=OFF \
+            -DDBPOOL_WITH_PG=ON "${cmake_args[@]}"; then
         failed=$((failed + 1)); notes+=("$name: configure failed")
         return
     fi
     section "$name: build (-j$jobs)"
-    if ! cmake --build "$dir" -j "$jobs"; then
+    if ! timed "$name: build" cmake --build "$dir" -j "$jobs"; then
         failed=$((failed + 1)); notes+=("$name: build failed")
         return
     fi
     section "$name: ctest $*"
-    log="$dir/ctest.log"
-    (cd "$dir" && ctest --output-on-failure -j "$ctest_jobs" --timeout "$ctest_timeout" "$@") \
-        2>&1 | tee "$log"
-    count_results "$name" "$log"
+    run_ctest "$name" "$dir" "$@"
 }
 
 # The clang + libc++ + UBSan (with float-cast-overflow) tree: unit tests only (see the header).
 run_clang_tree() {
     local name=clang-libcxx
-    local dir="$repo/build/$name" log
+    local dir="$repo/build/$name"
     local sanitize="-fsanitize=undefined,float-cast-overflow -fno-sanitize-recover=all"
     section "$name: configure (clang++ -stdlib=libc++ $sanitize)"
-    if ! cmake -S "$repo" -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
+    if ! timed "$name: configure" configure "$dir" -DCMAKE_BUILD_TYPE=Debug \
+            -DCMAKE_CXX_COMPILER=clang++ \
             -DCMAKE_CXX_FLAGS="-stdlib=libc++ $sanitize -fno-omit-frame-pointer" \
             -DCMAKE_EXE_LINKER_FLAGS="-stdlib=libc++ $sanitize" -DDBPOOL_SANITIZE= \
             -DDBPOOL_BUILD_TESTS=ON -DDBPOOL_BUILD_EXAMPLES=OFF -DDBPOOL_BUILD_BENCH=OFF; then
@@ -146,35 +219,76 @@ run_clang_tree() {
         if grep -q "\b$target\b" <<<"$available"; then targets+=("$target"); fi
     done
     section "$name: build ${targets[*]} (-j$jobs)"
-    if [ "${#targets[@]}" -eq 0 ] || ! cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then
+    if [ "${#targets[@]}" -eq 0 ] ||
+        ! timed "$name: build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then
         failed=$((failed + 1)); notes+=("$name: build failed")
         return
     fi
     section "$name: ctest (core, unit, headers, compile-fail, fork)"
-    log="$dir/ctest.log"
-    (cd "$dir" && ctest --output-on-failure -j "$ctest_jobs" --timeout "$ctest_timeout" \
-        -R '^(core|mysql_unit):|^headers\.|^mysql_compile_fail:|^faults:.*fork') 2>&1 | tee "$log"
-    count_results "$name" "$log"
+    run_ctest "$name" "$dir" -R '^(core|mysql_unit):|^headers\.|^mysql_compile_fail:|^faults:.*fork'
 }
 
-start=$SECONDS
+# --quick: the unit tests (no server) and the header checks of the ASan+UBSan tree.
+run_quick() {
+    local name=asan dir="$repo/build/asan"
+    section "$name: configure (DBPOOL_SANITIZE=address,undefined)"
+    if ! timed "$name: configure" configure "$dir" -DCMAKE_BUILD_TYPE=Debug \
+            -DDBPOOL_SANITIZE=address,undefined -DDBPOOL_BUILD_TESTS=ON \
+            -DDBPOOL_BUILD_BENCH=OFF -DDBPOOL_WITH_PG=ON; then
+        failed=$((failed + 1)); notes+=("$name: configure failed")
+        return
+    fi
+    # Every core test program, whatever it is called, plus the backends' unit tests.
+    local targets
+    local pattern='dbpool_core(_[a-z0-9_]+)?_tests|dbpool_(mysql|pg)_unit_tests'
+    pattern+='|dbpool_header_check_main'
+    # One target per line: "NAME: phony" (Ninja) or "... NAME" (Makefiles).
+    mapfile -t targets < <(cmake --build "$dir" --target help |
+        sed -nE "s/^(\\.\\.\\. )?($pattern)(: phony)?\$/\\2/p" | sort -u)
+    section "$name: build ${targets[*]} (-j$jobs)"
+    if [ "${#targets[@]}" -eq 0 ] ||
+        ! timed "$name: build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then
+        failed=$((failed + 1)); notes+=("$name: build failed")
+        return
+    fi
+    section "$name: ctest (core, unit, headers, compile-fail)"
+    run_ctest "$name" "$dir" -R '^(core|mysql_unit|pg_unit)[:.]|^headers\.|^mysql_compile_fail:'
+}
+
+summary() {
+    section "summary ($((SECONDS - start)) s)"
+    printf '%s\n' "${timings[@]}"
+    local cpu
+    child_cpu cpu
+    printf '%-26s %5d s   (CPU %5d s)\n' "total" $((SECONDS - start)) "$cpu"
+    printf '%s\n' "${notes[@]}"
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+}
+
+if [ "$quick" -eq 1 ]; then
+    run_quick
+    summary
+    exit
+fi
+
 for tree in "${trees[@]}"; do
     case "$tree" in
         asan) run_tree asan "address,undefined" ;;
-        tsan) run_tree tsan "thread" -LE 'packaging|scripts' ;;
+        tsan) run_tree tsan "thread" -DDBPOOL_TEST_PACKAGING=OFF -- -LE 'packaging|scripts' ;;
         clang) run_clang_tree ;;
     esac
 done
 
 section "lint: clang-format"
-if bash scripts/lint.sh --format; then
+if timed "lint: clang-format" bash scripts/lint.sh --format; then
     passed=$((passed + 1))
 else
     failed=$((failed + 1)); notes+=("lint: clang-format check failed")
 fi
 if [ "$with_tidy" -eq 1 ]; then
     section "lint: clang-tidy"
-    if bash scripts/lint.sh --tidy; then
+    if timed "lint: clang-tidy" bash scripts/lint.sh --tidy; then
         passed=$((passed + 1))
     else
         failed=$((failed + 1)); notes+=("lint: clang-tidy check failed")
@@ -182,15 +296,10 @@ if [ "$with_tidy" -eq 1 ]; then
 fi
 
 section "docs: API reference (doxygen, warnings are errors)"
-docs_start=$SECONDS
-if bash scripts/docs.sh; then
+if timed "docs" bash scripts/docs.sh; then
     passed=$((passed + 1))
-    notes+=("docs: API reference built in $((SECONDS - docs_start)) s")
 else
     failed=$((failed + 1)); notes+=("docs: doxygen reported undocumented or broken API docs")
 fi
 
-section "summary ($((SECONDS - start)) s)"
-printf '%s\n' "${notes[@]}"
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+summary

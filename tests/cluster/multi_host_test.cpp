@@ -85,7 +85,8 @@ TEST_CASE("all hosts down: the error names every host, never the password", "[cl
     CHECK(connector.attempts() == 3);
 }
 
-TEST_CASE("all hosts down: many threads fail fast without a connect storm", "[cluster][multi]") {
+TEST_CASE("all hosts down: many threads fail fast without a connect storm",
+          "[cluster][multi][timing]") {
     MultiHostOptions options = dead_hosts(3);
     options.host_backoff = 200ms;
     options.host_backoff_max = 1s;

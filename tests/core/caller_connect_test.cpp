@@ -188,9 +188,12 @@ TEST_CASE_METHOD(Fixture, "callers connecting for themselves stay within maxconn
         caller.join();
     CHECK(served == 40);
     CHECK(db->max_open_now() <= 3);
-    CHECK(db->opens() == 3);  // the fourth caller on waited for a return: nothing reopened
+    // The fourth caller on waited for a return: nothing reopened. Three opens is the usual
+    // schedule, two happen when two connections serve everyone before a third caller asks (a
+    // loaded machine, TSan): the claim is the bound, not the count.
+    CHECK(db->opens() <= 3);
     const auto stats = pool.stats();
-    CHECK(stats.total == 3);
+    CHECK(stats.total == std::size_t(db->opens()));
     CHECK(stats.connecting == 0);
     CHECK(stats.waiting == 0);
 }

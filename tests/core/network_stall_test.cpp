@@ -72,7 +72,7 @@ std::chrono::nanoseconds process_cpu_time() {
 }  // namespace
 
 TEST_CASE("regression: acquire_timeout bounds connection() whatever the network does",
-          "[regression][deadline][concurrency]") {
+          "[regression][deadline][concurrency][timing]") {
     auto db = std::make_shared<FakeDatabase>();
     dbpool::PoolOptions options;
     options.background_maintenance = false;
@@ -115,7 +115,7 @@ TEST_CASE("regression: acquire_timeout bounds connection() whatever the network 
 }
 
 TEST_CASE("regression: time does not stop while a keepalive ping hangs",
-          "[regression][maintenance][concurrency]") {
+          "[regression][maintenance][concurrency][timing]") {
     auto db = std::make_shared<FakeDatabase>();
     constexpr auto threshold = 300ms;
     std::mutex mutex;
@@ -167,7 +167,7 @@ TEST_CASE("regression: time does not stop while a keepalive ping hangs",
 }
 
 TEST_CASE("regression: close() and the destructor return within 1 s whatever the network does",
-          "[regression][maintenance][concurrency]") {
+          "[regression][maintenance][concurrency][timing]") {
     auto db = std::make_shared<FakeDatabase>();
     db->set_logging(false);
     dbpool::PoolOptions options;
@@ -216,7 +216,7 @@ TEST_CASE("regression: close() and the destructor return within 1 s whatever the
 TEST_CASE(
     "regression: while the database is down the pool makes about one connect attempt per "
     "backoff_max",
-    "[regression][connect][concurrency]") {
+    "[regression][connect][concurrency][timing]") {
     auto db = std::make_shared<FakeDatabase>();
     db->set_logging(false);
     constexpr auto backoff = 250ms;
@@ -262,7 +262,8 @@ TEST_CASE(
     CHECK(pool.stats().failed_connects == std::uint64_t(db->failed_connects()));
 }
 
-TEST_CASE("regression: idle pools do not burn CPU", "[regression][maintenance][concurrency]") {
+TEST_CASE("regression: idle pools do not burn CPU",
+          "[regression][maintenance][concurrency][timing]") {
     auto db = std::make_shared<FakeDatabase>();
     db->set_logging(false);
     dbpool::PoolOptions options;

@@ -730,7 +730,7 @@ TEST_CASE("a write on a read-only server is read_only", "[mysql][serial]") {
 }
 
 TEST_CASE("prepare_thread is cheap once done, and a prepared thread can use a connection",
-          "[mysql][concurrency]") {
+          "[mysql][concurrency][timing]") {
     Connection::prepare_thread();
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < 100000; ++i)
