@@ -211,13 +211,13 @@ run_clang_tree() {
         failed=$((failed + 1)); notes+=("$name: configure failed")
         return
     fi
-    # Only the targets that exist (the tree configures while parts are being written).
-    local available targets=()
-    available=$(cmake --build "$dir" --target help)
-    for target in dbpool_core_tests dbpool_core_concurrency_tests dbpool_core_regression_tests \
-            dbpool_mysql_unit_tests dbpool_fault_tests dbpool_header_check_main; do
-        if grep -q "\b$target\b" <<<"$available"; then targets+=("$target"); fi
-    done
+    # Every core test program, whatever it is called (the schedule explorer's and the
+    # allocation-failure program included), and the other targets this tree runs.
+    local targets
+    local pattern='dbpool_core(_[a-z0-9_]+)?_tests|dbpool_mysql_unit_tests|dbpool_fault_tests'
+    pattern+='|dbpool_header_check_main'
+    mapfile -t targets < <(cmake --build "$dir" --target help |
+        sed -nE "s/^(\\.\\.\\. )?($pattern)(: phony)?\$/\\2/p" | sort -u)
     section "$name: build ${targets[*]} (-j$jobs)"
     if [ "${#targets[@]}" -eq 0 ] ||
         ! timed "$name: build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then

@@ -511,6 +511,10 @@ private:
         // when something below throws, e.g. an allocation that fails.
         struct LeaveOnThrow {
             const decltype(leave)& leave_queue;
+            LeaveOnThrow(const LeaveOnThrow&) = delete;
+            LeaveOnThrow& operator=(const LeaveOnThrow&) = delete;
+            LeaveOnThrow(LeaveOnThrow&&) = delete;
+            LeaveOnThrow& operator=(LeaveOnThrow&&) = delete;
             ~LeaveOnThrow() { leave_queue(); }
         } leave_on_throw{leave};
         for (;;) {
