@@ -564,13 +564,14 @@ private:
             if (waiting_.is_front(waiter)) {
                 // A slot mid-return is a few instructions from idle, unless its returner was
                 // preempted: look again shortly rather than spin while it cannot run.
-                if (pending) until = std::min(until, now + std::chrono::microseconds(100));
+                if (pending)
+                    until = std::min<WaitPoint>(until, now + std::chrono::microseconds(100));
                 const auto due_at = waiting_.front_due_at();
                 if (now < due_at) until = std::min(until, due_at);
                 if (backoff_.active(clock_now) && !at_limit_locked()) {
                     // Wake when the next connect may start, in case nothing comes back before.
-                    until =
-                        std::min(until, saturating_add(now, backoff_.next_attempt() - clock_now));
+                    until = std::min<WaitPoint>(
+                        until, saturating_add(now, backoff_.next_attempt() - clock_now));
                 }
             }
             if (!self) self = this->shared_from_this();

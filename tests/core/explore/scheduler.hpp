@@ -21,9 +21,11 @@ struct Sync;
 /// The virtual steady clock of an exploration: it moves only when the scheduler advances it (to
 /// the earliest deadline, once no thread can run). Both the pool's Clock and Sync::wait_clock.
 struct Clock {
-    using rep = std::int64_t;
-    using period = std::nano;
-    using duration = std::chrono::duration<rep, period>;
+    // std::chrono::nanoseconds itself (its rep is long on libstdc++, long long on libc++), so
+    // that arithmetic with the standard durations gives this clock's own types.
+    using duration = std::chrono::nanoseconds;
+    using rep = duration::rep;
+    using period = duration::period;
     using time_point = std::chrono::time_point<Clock>;
     static constexpr bool is_steady = true;
     /// A pool instantiated with this clock takes its synchronisation from the explorer.
