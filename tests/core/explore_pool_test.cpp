@@ -277,7 +277,7 @@ void churn_and_close() {
 
 TEST_CASE("explore: lost wake-up: the waiter that becomes the oldest is woken",
           "[explore][regression]") {
-    // Every schedule with one preemption (467 of them); two preemptions are sampled by PCT
+    // Every schedule with one preemption (483 of them); two preemptions are sampled by PCT
     // (the bounded-2 space is beyond 50,000 schedules: docs/design.md).
     report("lost wake-up", explore::dfs(bounded(1), lost_wake_up));
     report("lost wake-up (PCT)", explore::pct(3, 300, 3, lost_wake_up));
