@@ -25,7 +25,7 @@
 namespace dbpool::detail {
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::acquire(AcquireSite site) -> Slot& {
+inline auto PooledCore<Connection, Clock>::acquire(AcquireSite site) -> Slot& {
     check_fork();
     prepare_thread();
     Slot* slot = claim_fast();
@@ -47,7 +47,7 @@ auto PooledCore<Connection, Clock>::acquire(AcquireSite site) -> Slot& {
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::prepare_thread() {
+inline void PooledCore<Connection, Clock>::prepare_thread() {
     if constexpr (Traits::has_prepare_thread) {
         thread_local bool prepared = false;
         if (!prepared) {
@@ -58,7 +58,7 @@ void PooledCore<Connection, Clock>::prepare_thread() {
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::claim_fast() noexcept -> Slot* {
+inline auto PooledCore<Connection, Clock>::claim_fast() noexcept -> Slot* {
     if (waiting_.front_due()) return nullptr;
     AffinityList& mine = affinity_list(pool_id_);
     if (mine.pool_id == pool_id_) {
@@ -80,16 +80,16 @@ auto PooledCore<Connection, Clock>::claim_fast() noexcept -> Slot* {
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::needs_ping(const Slot& slot, TimePoint now) const noexcept
-    -> bool {
+inline auto PooledCore<Connection, Clock>::needs_ping(const Slot& slot,
+                                                      TimePoint now) const noexcept -> bool {
     // As DBUtils: a connection from the idle cache is pinged, a fresh one is not.
     if ((options_.ping & Ping::on_request) == 0 || slot.fresh) return false;
     return ping_bypass_.count() <= 0 || now - slot.steady->last_success() >= ping_bypass_;
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::acquire_slow(AcquireSite site, Slot* candidate,
-                                                 WaitPoint deadline) -> Slot& {
+inline auto PooledCore<Connection, Clock>::acquire_slow(AcquireSite site, Slot* candidate,
+                                                        WaitPoint deadline) -> Slot& {
     std::shared_ptr<PooledCore> self;  // taken before waiting: a waiter keeps the state alive
     Waiter waiter;
     waiter.since = WaitClock::now();
@@ -117,8 +117,9 @@ auto PooledCore<Connection, Clock>::acquire_slow(AcquireSite site, Slot* candida
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::wait_for_slot(Waiter& waiter, WaitPoint deadline,
-                                                  std::shared_ptr<PooledCore>& self) -> Slot& {
+inline auto PooledCore<Connection, Clock>::wait_for_slot(Waiter& waiter, WaitPoint deadline,
+                                                         std::shared_ptr<PooledCore>& self)
+    -> Slot& {
     Lock lock(*this);
     bool queued = false;
     const auto leave = [&] {
@@ -204,9 +205,10 @@ auto PooledCore<Connection, Clock>::wait_for_slot(Waiter& waiter, WaitPoint dead
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::validate_hand_out(Slot& slot, Waiter& waiter,
-                                                      WaitPoint deadline,
-                                                      std::shared_ptr<PooledCore>& self) -> bool {
+inline auto PooledCore<Connection, Clock>::validate_hand_out(Slot& slot, Waiter& waiter,
+                                                             WaitPoint deadline,
+                                                             std::shared_ptr<PooledCore>& self)
+    -> bool {
     if (!self) self = this->shared_from_this();
     std::shared_ptr<Ticket> ticket;
     Lock lock(*this);
@@ -258,7 +260,7 @@ auto PooledCore<Connection, Clock>::validate_hand_out(Slot& slot, Waiter& waiter
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::run_validation(Slot& slot, Ticket& ticket) noexcept {
+inline void PooledCore<Connection, Clock>::run_validation(Slot& slot, Ticket& ticket) noexcept {
     // The slot is ours while validating. After close() nobody gets it: no I/O for it then.
     const bool alive = !closed_.load() && slot.steady->ping();
     Lock lock(*this);
@@ -285,7 +287,8 @@ void PooledCore<Connection, Clock>::run_validation(Slot& slot, Ticket& ticket) n
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::hand_out(Slot& slot, AcquireSite site, TimePoint now) noexcept {
+inline void PooledCore<Connection, Clock>::hand_out(Slot& slot, AcquireSite site,
+                                                    TimePoint now) noexcept {
     slot.fresh = false;
     Slot::publish(slot.acquired_at, now);
     slot.site_file.store(site.file, std::memory_order_relaxed);
@@ -297,7 +300,7 @@ void PooledCore<Connection, Clock>::hand_out(Slot& slot, AcquireSite site, TimeP
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::claim_idle_locked(bool& pending) noexcept -> Slot* {
+inline auto PooledCore<Connection, Clock>::claim_idle_locked(bool& pending) noexcept -> Slot* {
     for (Slot& slot : slots_) {
         const SlotState state = slot.load();
         if (state == S::returning) pending = true;

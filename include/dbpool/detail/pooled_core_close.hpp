@@ -15,7 +15,7 @@
 namespace dbpool::detail {
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::close() noexcept {
+inline void PooledCore<Connection, Clock>::close() noexcept {
     check_fork();  // a child must not close the parent's connections
     if (closed_.exchange(true, std::memory_order_seq_cst)) {
         if (callbacks_.in_callback()) return;
@@ -66,7 +66,7 @@ void PooledCore<Connection, Clock>::close() noexcept {
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::claim_all_idle(Lock& lock) -> std::vector<Slot*> {
+inline auto PooledCore<Connection, Clock>::claim_all_idle(Lock& lock) -> std::vector<Slot*> {
     std::vector<Slot*> claimed;
     for (;;) {
         bool pending = false;

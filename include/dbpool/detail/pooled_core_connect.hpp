@@ -21,7 +21,7 @@
 namespace dbpool::detail {
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::connect(bool replacing) -> std::unique_ptr<Connection> {
+inline auto PooledCore<Connection, Clock>::connect(bool replacing) -> std::unique_ptr<Connection> {
     check_fork();
     {
         Lock lock(*this);
@@ -56,7 +56,8 @@ auto PooledCore<Connection, Clock>::connect(bool replacing) -> std::unique_ptr<C
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::disconnect(std::unique_ptr<Connection> connection) noexcept {
+inline void PooledCore<Connection, Clock>::disconnect(
+    std::unique_ptr<Connection> connection) noexcept {
     if (!connection) return;
     Traits::close(*connection);
     connection.reset();
@@ -68,7 +69,7 @@ void PooledCore<Connection, Clock>::disconnect(std::unique_ptr<Connection> conne
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::open_slot(Slot& slot, bool by_caller) -> Lock {
+inline auto PooledCore<Connection, Clock>::open_slot(Slot& slot, bool by_caller) -> Lock {
     std::unique_ptr<Steady> steady;
     try {
         steady = std::make_unique<Steady>(FromSource{}, *this, steady_options_);
@@ -91,7 +92,7 @@ auto PooledCore<Connection, Clock>::open_slot(Slot& slot, bool by_caller) -> Loc
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::connect_for_caller(WaitPoint deadline) -> Slot* {
+inline auto PooledCore<Connection, Clock>::connect_for_caller(WaitPoint deadline) -> Slot* {
     if (!connect_bound_ || !options_.setsession.empty()) return nullptr;
     Slot* slot = nullptr;
     {
@@ -118,7 +119,7 @@ auto PooledCore<Connection, Clock>::connect_for_caller(WaitPoint deadline) -> Sl
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::try_connect_for_caller(WaitPoint deadline) -> Slot* {
+inline auto PooledCore<Connection, Clock>::try_connect_for_caller(WaitPoint deadline) -> Slot* {
     try {
         return connect_for_caller(deadline);
     } catch (const Error& error) {
@@ -130,7 +131,7 @@ auto PooledCore<Connection, Clock>::try_connect_for_caller(WaitPoint deadline) -
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::connect_for_waiters_locked() {
+inline void PooledCore<Connection, Clock>::connect_for_waiters_locked() {
     while (!closed_.load() && !at_limit_locked() &&
            waiting_.size() > static_cast<std::size_t>(connecting_ - caller_connects_)) {
         if (backoff_.failing() && (connecting_ > 0 || backoff_.active(Clock::now()))) return;
@@ -144,7 +145,7 @@ void PooledCore<Connection, Clock>::connect_for_waiters_locked() {
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::post_connect_locked(Slot& slot, bool for_waiters) {
+inline void PooledCore<Connection, Clock>::post_connect_locked(Slot& slot, bool for_waiters) {
     try {
         workers_.push_locked([this, &slot, for_waiters] { connect_quietly(slot, for_waiters); });
     } catch (...) {
@@ -154,7 +155,7 @@ void PooledCore<Connection, Clock>::post_connect_locked(Slot& slot, bool for_wai
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::unreserve_locked(Slot& slot) noexcept {
+inline void PooledCore<Connection, Clock>::unreserve_locked(Slot& slot) noexcept {
     slot.template move<S::connecting, E::connect_failed>();
     slot.keep_alive.reset();
     free_slots_.push_back(&slot);  // never allocates: reserve_locked() made room
@@ -163,7 +164,7 @@ void PooledCore<Connection, Clock>::unreserve_locked(Slot& slot) noexcept {
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::reserve_locked() -> Slot& {
+inline auto PooledCore<Connection, Clock>::reserve_locked() -> Slot& {
     Slot* slot = nullptr;
     if (!free_slots_.empty()) {
         slot = free_slots_.back();
@@ -183,7 +184,7 @@ auto PooledCore<Connection, Clock>::reserve_locked() -> Slot& {
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::worker_ready_locked() -> bool {
+inline auto PooledCore<Connection, Clock>::worker_ready_locked() -> bool {
     if (closed_.load()) return false;
     return workers_.reserve_locked(
         [self = this->shared_from_this()](typename Workers::Worker* worker) {
@@ -194,14 +195,14 @@ auto PooledCore<Connection, Clock>::worker_ready_locked() -> bool {
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::worker_refused_locked() {
+inline void PooledCore<Connection, Clock>::worker_refused_locked() {
     ++failed_connects_;
     backoff_.failed(no_worker_error("open a connection"), Clock::now());
     waiting_.wake_all();
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::no_worker_error(const char* task) -> Error {
+inline auto PooledCore<Connection, Clock>::no_worker_error(const char* task) -> Error {
     return Error(ErrorCode::connect_failed,
                  std::string("dbpool: could not start a pool worker thread to ") + task +
                      " (the process is out of threads or memory)");

@@ -22,7 +22,7 @@
 namespace dbpool::detail {
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::stats() const -> PoolStats {
+inline auto PooledCore<Connection, Clock>::stats() const -> PoolStats {
     PoolStats stats;
     Lock lock(*this);
     // total = idle + in_use + connecting, always. The open and connecting counts are exact
@@ -62,7 +62,7 @@ auto PooledCore<Connection, Clock>::stats() const -> PoolStats {
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::count_states_locked() const noexcept -> StateCounts {
+inline auto PooledCore<Connection, Clock>::count_states_locked() const noexcept -> StateCounts {
     StateCounts counts;
     for (Slot& slot : slots_) {
         switch (slot.load()) {
@@ -84,7 +84,7 @@ auto PooledCore<Connection, Clock>::count_states_locked() const noexcept -> Stat
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::record_wait_locked(WaitPoint since) noexcept {
+inline void PooledCore<Connection, Clock>::record_wait_locked(WaitPoint since) noexcept {
     const auto waited =
         std::chrono::duration_cast<std::chrono::nanoseconds>(WaitClock::now() - since);
     acquire_wait_.total += waited;
@@ -92,7 +92,7 @@ void PooledCore<Connection, Clock>::record_wait_locked(WaitPoint since) noexcept
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::picture_locked() const -> PoolPicture {
+inline auto PooledCore<Connection, Clock>::picture_locked() const -> PoolPicture {
     const TimePoint now = cheap_now<Clock>();
     PoolPicture picture;
     picture.open = open_;
@@ -124,7 +124,7 @@ auto PooledCore<Connection, Clock>::picture_locked() const -> PoolPicture {
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::timeout(Lock& lock, WaitPoint since) -> Error {
+inline auto PooledCore<Connection, Clock>::timeout(Lock& lock, WaitPoint since) -> Error {
     ++timeouts_;
     const auto waited =
         std::chrono::duration_cast<std::chrono::milliseconds>(WaitClock::now() - since);
@@ -139,7 +139,7 @@ auto PooledCore<Connection, Clock>::timeout(Lock& lock, WaitPoint since) -> Erro
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::exhausted(Lock& lock) -> Error {
+inline auto PooledCore<Connection, Clock>::exhausted(Lock& lock) -> Error {
     ++exhausted_;
     const std::string message = "dbpool: too many connections: all " +
                                 std::to_string(options_.maxconnections) +

@@ -15,7 +15,7 @@
 namespace dbpool::detail {
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::recover_after_fork() noexcept {
+inline void PooledCore<Connection, Clock>::recover_after_fork() noexcept {
     std::vector<std::shared_ptr<PooledCore>> released;  // dropped after the lock
     Lock lock(*this);
     const unsigned generation = fork_generation();
@@ -63,7 +63,7 @@ void PooledCore<Connection, Clock>::recover_after_fork() noexcept {
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::let_go_of_orphan(Slot& slot, bool shared) noexcept {
+inline void PooledCore<Connection, Clock>::let_go_of_orphan(Slot& slot, bool shared) noexcept {
     if (shared) return;
     std::shared_ptr<PooledCore> hold;  // destroyed last, after the lock is released
     Lock lock(*this);

@@ -23,7 +23,7 @@
 namespace dbpool::detail {
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::start() {
+inline void PooledCore<Connection, Clock>::start() {
     prepare_thread();
     for (int i = 0; i < options_.mincached; ++i) {
         Slot* slot = nullptr;
@@ -39,7 +39,8 @@ void PooledCore<Connection, Clock>::start() {
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::schedule() noexcept {  // NOLINT(bugprone-exception-escape)
+inline void
+PooledCore<Connection, Clock>::schedule() noexcept {  // NOLINT(bugprone-exception-escape)
     const auto interval = rules_.interval();
     Lock lock(*this);
     auto next_pass = WaitClock::now() + interval;
@@ -59,7 +60,7 @@ void PooledCore<Connection, Clock>::schedule() noexcept {  // NOLINT(bugprone-ex
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::maintain(bool inline_io) {
+inline void PooledCore<Connection, Clock>::maintain(bool inline_io) {
     check_fork();
     prepare_thread();
     const TimePoint now = Clock::now();
@@ -103,7 +104,7 @@ void PooledCore<Connection, Clock>::maintain(bool inline_io) {
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::refill(bool inline_io) {
+inline void PooledCore<Connection, Clock>::refill(bool inline_io) {
     std::vector<Slot*> reserved;
     {
         Lock lock(*this);
@@ -127,7 +128,7 @@ void PooledCore<Connection, Clock>::refill(bool inline_io) {
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::connect_quietly(Slot& slot, bool for_waiters) noexcept {
+inline void PooledCore<Connection, Clock>::connect_quietly(Slot& slot, bool for_waiters) noexcept {
     try {
         connect_slot(slot, for_waiters);
     } catch (...) {
@@ -136,7 +137,7 @@ void PooledCore<Connection, Clock>::connect_quietly(Slot& slot, bool for_waiters
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::run_keepalive(Slot& slot) noexcept {
+inline void PooledCore<Connection, Clock>::run_keepalive(Slot& slot) noexcept {
     if (closed_.load() || slot.steady->ping()) {  // after close(), offer() closes it
         slot.template move<S::pinging, E::ping_ok>();
         offer(slot, false);
@@ -148,8 +149,8 @@ void PooledCore<Connection, Clock>::run_keepalive(Slot& slot) noexcept {
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::collect_leak(Slot& slot, TimePoint now,
-                                                 std::vector<LeakReport>& leaks) {
+inline void PooledCore<Connection, Clock>::collect_leak(Slot& slot, TimePoint now,
+                                                        std::vector<LeakReport>& leaks) {
     if (!rules_.detects_leaks()) return;
     // The borrow number is stored after the acquire time: read it first, and again after,
     // so a borrow that began in between is not judged by its predecessor's time.
@@ -173,14 +174,14 @@ void PooledCore<Connection, Clock>::collect_leak(Slot& slot, TimePoint now,
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::report_leak(const LeakReport& report) noexcept {
+inline void PooledCore<Connection, Clock>::report_leak(const LeakReport& report) noexcept {
     emit(report.returned ? EventKind::leak_returned : EventKind::leak_suspected, describe(report));
     if (options_.on_leak) callbacks_.call(options_.on_leak, report);
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::lifetime_over(const Slot& slot, TimePoint now) const noexcept
-    -> bool {
+inline auto PooledCore<Connection, Clock>::lifetime_over(const Slot& slot,
+                                                         TimePoint now) const noexcept -> bool {
     const std::int64_t lifetime = slot.lifetime.load(std::memory_order_relaxed);
     return lifetime > 0 &&
            (now - Slot::time_of(slot.opened_at.load(std::memory_order_relaxed))).count() >=
@@ -188,7 +189,7 @@ auto PooledCore<Connection, Clock>::lifetime_over(const Slot& slot, TimePoint no
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::jittered_lifetime_ticks() -> std::int64_t {
+inline auto PooledCore<Connection, Clock>::jittered_lifetime_ticks() -> std::int64_t {
     if (options_.max_lifetime.count() <= 0) return 0;
     const std::int64_t lifetime = saturating_cast<Ticks>(options_.max_lifetime).count();
     // Up to 2.5% earlier, so connections opened together do not all expire together.
@@ -200,7 +201,7 @@ auto PooledCore<Connection, Clock>::jittered_lifetime_ticks() -> std::int64_t {
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::next_random() -> std::uint64_t {
+inline auto PooledCore<Connection, Clock>::next_random() -> std::uint64_t {
     std::uint64_t z = (random_ += 0x9e3779b97f4a7c15ULL);
     z = (z ^ (z >> 30U)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27U)) * 0x94d049bb133111ebULL;

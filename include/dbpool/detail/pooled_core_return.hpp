@@ -20,7 +20,8 @@
 namespace dbpool::detail {
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::give_back(Slot& slot, bool shared, bool discard) noexcept {
+inline void PooledCore<Connection, Clock>::give_back(Slot& slot, bool shared,
+                                                     bool discard) noexcept {
     check_fork();  // in a child: the connection was abandoned, the return sends nothing
     if (slot.orphaned) return let_go_of_orphan(slot, shared);
     if (shared && !last_share(slot, discard)) return;
@@ -68,7 +69,7 @@ void PooledCore<Connection, Clock>::give_back(Slot& slot, bool shared, bool disc
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::account(Slot& slot, TimePoint now) noexcept {
+inline void PooledCore<Connection, Clock>::account(Slot& slot, TimePoint now) noexcept {
     const std::uint64_t borrow = slot.lent.load(std::memory_order_relaxed);
     slot.lent.store(0, std::memory_order_relaxed);
     const auto held = now - Slot::time_of(slot.acquired_at.load(std::memory_order_relaxed));
@@ -89,7 +90,7 @@ void PooledCore<Connection, Clock>::account(Slot& slot, TimePoint now) noexcept 
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::offer(Slot& slot, Lock& lock, bool opened) noexcept {
+inline void PooledCore<Connection, Clock>::offer(Slot& slot, Lock& lock, bool opened) noexcept {
     if (!closed_.load()) {
         // A due waiter first: closing it as a surplus idle one while someone waits would
         // only make the pool open another for the waiter.
@@ -116,7 +117,7 @@ void PooledCore<Connection, Clock>::offer(Slot& slot, Lock& lock, bool opened) n
 }
 
 template <class Connection, class Clock>
-void PooledCore<Connection, Clock>::free_capacity(Slot& slot, SlotEvent event) noexcept {
+inline void PooledCore<Connection, Clock>::free_capacity(Slot& slot, SlotEvent event) noexcept {
     std::shared_ptr<PooledCore> hold;  // destroyed last, after the lock is released
     Lock lock(*this);
     hold = std::move(slot.keep_alive);

@@ -16,7 +16,7 @@
 namespace dbpool::detail {
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::acquire_shared(AcquireSite site) -> Slot& {
+inline auto PooledCore<Connection, Clock>::acquire_shared(AcquireSite site) -> Slot& {
     check_fork();
     prepare_thread();
     const auto self = this->shared_from_this();
@@ -51,7 +51,7 @@ auto PooledCore<Connection, Clock>::acquire_shared(AcquireSite site) -> Slot& {
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::ping_shared(Slot& slot, WaitPoint deadline) -> bool {
+inline auto PooledCore<Connection, Clock>::ping_shared(Slot& slot, WaitPoint deadline) -> bool {
     Waiter waiter;
     waiter.since = WaitClock::now();
     std::shared_ptr<Ticket> ticket;
@@ -118,7 +118,7 @@ auto PooledCore<Connection, Clock>::ping_shared(Slot& slot, WaitPoint deadline) 
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::last_share(Slot& slot, bool& discard) noexcept -> bool {
+inline auto PooledCore<Connection, Clock>::last_share(Slot& slot, bool& discard) noexcept -> bool {
     Lock lock(*this);
     if (discard && !slot.doomed) slot.doomed = true;  // others keep it until they are done
     if (slot.doomed)
@@ -131,7 +131,7 @@ auto PooledCore<Connection, Clock>::last_share(Slot& slot, bool& discard) noexce
 }
 
 template <class Connection, class Clock>
-auto PooledCore<Connection, Clock>::least_shared_locked() const noexcept -> Slot* {
+inline auto PooledCore<Connection, Clock>::least_shared_locked() const noexcept -> Slot* {
     Slot* least = nullptr;
     for (Slot* candidate : shared_) {
         // As far as its last operation told (no lock of the connection's, none of the
