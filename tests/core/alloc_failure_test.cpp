@@ -112,8 +112,11 @@ TEST_CASE(
         auto db = std::make_shared<FakeDatabase>();
         auto options = options_for_test();
         options.maxconnections = 2;
+        options.mincached = 1;  // opened by the constructor: no pool worker exists yet
         Pool pool(FakeDatabase::creator<FakeConnection>(db), options);
-        auto held = pool.connection();  // the other one must be opened for the waiter
+        // The other connection must be opened for the waiter, by a worker the waiter starts:
+        // its thread allocates with every standard library (a sleeping worker would not).
+        auto held = pool.connection();
         fails_at(n, [&] { auto handle = pool.connection(); });
         INFO("allocation " << n);
         check_pool_intact(pool);

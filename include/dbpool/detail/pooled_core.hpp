@@ -337,7 +337,7 @@ private:
 
     // The thread's body. What can throw here (out of memory, a failing mutex) would end the
     // process anyway once it left the thread; noexcept only says so.
-    void schedule() noexcept;
+    void schedule() noexcept;  // NOLINT(bugprone-exception-escape): see its definition
 
     // One pass: retire expired and surplus idle connections, ping stale idle ones, report leaks
     // and open connections up to mincached. Decided under the lock; the I/O runs on this thread
