@@ -214,10 +214,8 @@ run_clang_tree() {
     # Every core test program, whatever it is called (the schedule explorer's and the
     # allocation-failure program included), and the other targets this tree runs.
     local targets
-    local pattern='dbpool_core(_[a-z0-9_]+)?_tests|dbpool_mysql_unit_tests|dbpool_fault_tests'
-    pattern+='|dbpool_header_check_main'
-    mapfile -t targets < <(cmake --build "$dir" --target help |
-        sed -nE "s/^(\\.\\.\\. )?($pattern)(: phony)?\$/\\2/p" | sort -u)
+    mapfile -t targets < <(targets_matching "$dir" \
+        'dbpool_core(_[a-z0-9_]+)?_tests|dbpool_mysql_unit_tests|dbpool_fault_tests|dbpool_header_check_main')
     section "$name: build ${targets[*]} (-j$jobs)"
     if [ "${#targets[@]}" -eq 0 ] ||
         ! timed "$name: build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then
@@ -226,6 +224,13 @@ run_clang_tree() {
     fi
     section "$name: ctest (core, unit, headers, compile-fail, fork)"
     run_ctest "$name" "$dir" -R '^(core|mysql_unit):|^headers\.|^mysql_compile_fail:|^faults:.*fork'
+}
+
+# targets_matching DIR PATTERN: the build targets of DIR whose whole name matches the extended
+# regular expression PATTERN, one per line ("NAME: phony" from Ninja, "... NAME" from Make).
+targets_matching() {
+    cmake --build "$1" --target help |
+        sed -nE "s/^(\\.\\.\\. )?($2)(: phony)?\$/\\2/p" | sort -u
 }
 
 # --quick: the unit tests (no server) and the header checks of the ASan+UBSan tree.
@@ -240,11 +245,8 @@ run_quick() {
     fi
     # Every core test program, whatever it is called, plus the backends' unit tests.
     local targets
-    local pattern='dbpool_core(_[a-z0-9_]+)?_tests|dbpool_(mysql|pg)_unit_tests'
-    pattern+='|dbpool_header_check_main'
-    # One target per line: "NAME: phony" (Ninja) or "... NAME" (Makefiles).
-    mapfile -t targets < <(cmake --build "$dir" --target help |
-        sed -nE "s/^(\\.\\.\\. )?($pattern)(: phony)?\$/\\2/p" | sort -u)
+    mapfile -t targets < <(targets_matching "$dir" \
+        'dbpool_core(_[a-z0-9_]+)?_tests|dbpool_(mysql|pg)_unit_tests|dbpool_header_check_main')
     section "$name: build ${targets[*]} (-j$jobs)"
     if [ "${#targets[@]}" -eq 0 ] ||
         ! timed "$name: build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then

@@ -10,10 +10,8 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -210,24 +208,15 @@ TEST_CASE(
         FakeDatabase::creator<SharedFakeConnection>(db), options);
 
     // Another thread is inside a statement: it holds its connection's lock at the fork.
-    std::mutex mutex;
-    std::condition_variable changed;
-    bool inside = false;
-    bool done = false;
+    fake::Gate gate;
     std::thread user([&] {
         auto handle = pool.connection();
         handle->run([&](SharedFakeConnection&) {
-            std::unique_lock<std::mutex> lock(mutex);
-            inside = true;
-            changed.notify_all();
-            changed.wait(lock, [&] { return done; });
+            gate.arrive_and_wait();
             return 0;
         });
     });
-    {
-        std::unique_lock<std::mutex> lock(mutex);
-        changed.wait(lock, [&] { return inside; });
-    }
+    gate.wait_arrived();
 
     const int code = run_in_child([&] {
         ::alarm(5);  // a child stuck on the inherited lock dies of SIGALRM instead of hanging
@@ -238,11 +227,7 @@ TEST_CASE(
     INFO("child: " << describe(code));
     CHECK(code == child_ok);
 
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        done = true;
-    }
-    changed.notify_all();
+    gate.release();
     user.join();
     CHECK(db->abandons() == 0);  // the parent's connections are untouched
 }
@@ -316,21 +301,12 @@ TEST_CASE(
         FakeDatabase::creator<SharedFakeConnection>(db), options);
     // Three shares of one connection: one held by another thread across the fork, two by the
     // thread that forks.
-    std::mutex mutex;
-    std::condition_variable changed;
-    bool holding = false;
-    bool done = false;
+    fake::Gate gate;
     std::thread sharer([&] {
         auto handle = pool.connection();
-        std::unique_lock<std::mutex> lock(mutex);
-        holding = true;
-        changed.notify_all();
-        changed.wait(lock, [&] { return done; });
+        gate.arrive_and_wait();
     });
-    {
-        std::unique_lock<std::mutex> lock(mutex);
-        changed.wait(lock, [&] { return holding; });
-    }
+    gate.wait_arrived();
     auto first = pool.connection();
     auto second = pool.connection();
     REQUIRE(first.is_shared());
@@ -354,11 +330,7 @@ TEST_CASE(
     });
     INFO("child: " << code << " " << describe(code));
     CHECK(code == child_ok);
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        done = true;
-    }
-    changed.notify_all();
+    gate.release();
     sharer.join();
     CHECK(db->log_of(parent_id) == before_fork);
 }
@@ -376,24 +348,15 @@ TEST_CASE(
         FakeDatabase::creator<SharedFakeConnection>(db), options);
 
     // Another thread is inside a statement: it holds its connection's lock at the fork.
-    std::mutex mutex;
-    std::condition_variable changed;
-    bool inside = false;
-    bool done = false;
+    fake::Gate gate;
     std::thread user([&] {
         auto handle = pool.connection();
         handle->run([&](SharedFakeConnection&) {
-            std::unique_lock<std::mutex> lock(mutex);
-            inside = true;
-            changed.notify_all();
-            changed.wait(lock, [&] { return done; });
+            gate.arrive_and_wait();
             return 0;
         });
     });
-    {
-        std::unique_lock<std::mutex> lock(mutex);
-        changed.wait(lock, [&] { return inside; });
-    }
+    gate.wait_arrived();
 
     const int code = run_in_child([&] {
         ::alarm(5);  // a child stuck on the inherited lock dies of SIGALRM instead of hanging
@@ -403,10 +366,6 @@ TEST_CASE(
     });
     INFO("child: " << describe(code));
     CHECK(code == child_ok);
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        done = true;
-    }
-    changed.notify_all();
+    gate.release();
     user.join();
 }

@@ -7,9 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -105,33 +103,20 @@ TEST_CASE(
     options.blocking = true;
     options.acquire_timeout = 2s;
     SharedPool pool(FakeDatabase::creator<SharedFakeConnection>(db), options);
-    std::mutex mutex;
-    std::condition_variable changed;
-    bool inside = false;
-    bool done = false;
+    fake::Gate gate;
     int first_id = 0;
     std::thread sharer([&] {
         auto handle = pool.connection();
         first_id = handle->raw().id();
         handle->run([&](SharedFakeConnection&) {  // a long statement: holds the connection
-            std::unique_lock<std::mutex> lock(mutex);
-            inside = true;
-            changed.notify_all();
-            changed.wait(lock, [&] { return done; });
+            gate.arrive_and_wait();
             return 0;
         });
     });
-    {
-        std::unique_lock<std::mutex> lock(mutex);
-        changed.wait(lock, [&] { return inside; });
-    }
+    gate.wait_arrived();
     std::optional<dbpool::PooledConnection<SharedFakeConnection, ManualClock>> second;
     CHECK_NOTHROW(second.emplace(pool.connection()));  // shared, not a timeout after 2 s
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        done = true;
-    }
-    changed.notify_all();
+    gate.release();
     sharer.join();
     REQUIRE(second.has_value());
     CHECK(second->is_shared());

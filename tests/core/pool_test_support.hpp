@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -18,6 +19,37 @@
 #include <vector>
 
 namespace fake {
+
+/// Holds another thread at a point (inside a statement, holding a connection) until the test
+/// releases it: that thread calls arrive_and_wait(), the test wait_arrived() and release().
+class Gate {
+public:
+    void arrive_and_wait() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        arrived_ = true;
+        changed_.notify_all();
+        changed_.wait(lock, [&] { return released_; });
+    }
+
+    void wait_arrived() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return arrived_; });
+    }
+
+    void release() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            released_ = true;
+        }
+        changed_.notify_all();
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    bool arrived_ = false;
+    bool released_ = false;
+};
 
 /// A matcher for dbpool::Error with a given code.
 inline auto has_code(dbpool::ErrorCode code) {
