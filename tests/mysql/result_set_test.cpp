@@ -244,10 +244,27 @@ TEST_CASE("error messages name the statement without literals or the password",
     CHECK(error.code() == ErrorCode::database);
     CHECK(error.native_code() == 1146);
     CHECK(error.sqlstate() == "42S02");
-    const Error echoed = make_error("query", "", 1064, "42000", "near 'hunter22' at line 1",
-                                    ServerInfo{}, "hunter22");
-    CHECK(std::string(echoed.what()).find("hunter22") == std::string::npos);
-    CHECK_THAT(echoed.what(), Catch::Contains("<password>"));
+    // A message echoing a URL: the password's position is masked, whatever its length.
+    for (const char* secret : {"hunter22", "pw", "x", "p@:/?s"}) {
+        const Error echoed =
+            make_error("connect", "", 2005, "HY000",
+                       std::string("bad host in mysql://app:") + secret + "@db:3306/shop",
+                       ServerInfo{}, secret);
+        CHECK(std::string(echoed.what()).find(std::string(":") + secret + "@") ==
+              std::string::npos);
+        CHECK_THAT(echoed.what(), Catch::Contains("mysql://app:<password>@db:3306/shop"));
+    }
+    // Only that position: a password equal to the user name must not turn "app@host" into
+    // "<password>@host", which would tell the reader the password.
+    using dbpool::mysql::detail::redact;
+    CHECK(redact("mysql: cannot connect to app@127.0.0.1:3306: [1045/28000] Access denied for "
+                 "user 'app'@'localhost'",
+                 "app") ==
+          "mysql: cannot connect to app@127.0.0.1:3306: [1045/28000] Access denied for user "
+          "'app'@'localhost'");
+    CHECK(redact("mysql://app:app@h/db", "app") == "mysql://app:<password>@h/db");
+    CHECK(redact("a:b@c and a:b@c", "b") == "a:<password>@c and a:<password>@c");
+    CHECK(redact("nothing here", "") == "nothing here");
 }
 
 TEST_CASE("connect errors say the errno in words", "[mysql][classify]") {

@@ -160,13 +160,21 @@ inline std::string statement_excerpt(std::string_view sql) {
     return out;
 }
 
-// `text` with every occurrence of `secret` replaced by "<password>"; a library or server
-// message may echo what it was given, and a password must never reach a message.
+// `text` with the password masked where a message can carry it: a URL's user-info,
+// "user:SECRET@host" -> "user:<password>@host", whatever the password's length. dbpool's own
+// text never holds a password (ConnectOptions::describe() leaves it out); this is for a client
+// library's message that echoes a connection URL. Only that position is masked: replacing the
+// secret wherever it occurs would tell the reader the password whenever it equals another word
+// of the message (user "app", password "app": "<password>@host").
 inline std::string redact(std::string text, std::string_view secret) {
-    if (secret.size() < 3) return text;
-    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
-        text.replace(at, secret.size(), "<password>");
-        at += 10;
+    if (secret.empty()) return text;
+    std::string userinfo = ":";
+    userinfo += secret;
+    userinfo += '@';
+    for (std::size_t at = text.find(userinfo); at != std::string::npos;
+         at = text.find(userinfo, at)) {
+        text.replace(at + 1, secret.size(), "<password>");
+        at += std::string_view(":<password>@").size();
     }
     return text;
 }
