@@ -12,9 +12,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -218,4 +220,150 @@ TEST_CASE("multi-host URLs: errors name the host, never the password", "[cluster
     refused("mysql://u:hunter2@h1,h2/db?policy=nearest", "policy must be");
     refused("mysql://u:hunter2@h1,h2/db?host_backoff=soon", "host_backoff");
     refused("http://u:hunter2@h1,h2/db", "mysql://");
+}
+
+TEST_CASE("multi-host URLs: one grammar with the single-host parser, passwords hold anything",
+          "[cluster][multi]") {
+    // '?', '/', '@', ':', '#' and ',' unencoded in the password: the last '@' ends the
+    // user-info, for one host as for many.
+    for (const std::string password : {"p?ss", "p/ss", "a/b?c", "p@ss:w#rd", "x,y", "?", "/"}) {
+        const std::string single = "mysql://app:" + password + "@db1:3306/shop?connect_timeout=3";
+        const std::string multi =
+            "mysql://app:" + password + "@db1:3306,db2:3307/shop?connect_timeout=3&policy=random";
+        INFO(password);
+        const ConnectOptions one = ConnectOptions::from_url(single);
+        CHECK(one.password == password);
+        const auto as_list = dbpool::mysql::multi_host_options_from_url(single);
+        REQUIRE(as_list.hosts.size() == 1);
+        CHECK(as_list.hosts[0].describe() == one.describe());
+        CHECK(as_list.hosts[0].password == password);
+        const auto options = dbpool::mysql::multi_host_options_from_url(multi);
+        REQUIRE(options.hosts.size() == 2);
+        CHECK(options.policy == HostPolicy::random);
+        for (const auto& host : options.hosts) {
+            CHECK(host.user == "app");
+            CHECK(host.password == password);
+            CHECK(host.database == "shop");
+            CHECK(host.connect_timeout == 3s);
+        }
+        CHECK(options.hosts[1].port == 3307);
+    }
+    // No user-info: a '/' or '?' in a parameter value after the list is not part of a host.
+    const auto ca = dbpool::mysql::multi_host_options_from_url(
+        "mysql://db1,db2?ssl-mode=verify_ca&ssl-ca=/etc/ssl/ca.pem&connect_timeout=2");
+    REQUIRE(ca.hosts.size() == 2);
+    CHECK(ca.hosts[1].host == "db2");
+    CHECK(ca.hosts[1].tls.ca == "/etc/ssl/ca.pem");
+    // A one-host URL fails exactly as from_url does (no "IPv6 host" guess from a password).
+    try {
+        (void)dbpool::mysql::multi_host_options_from_url("mysql://u:hunter2@h:99999/db");
+        FAIL("accepted port 99999");
+    } catch (const Error& error) {
+        std::string single_what;
+        try {
+            (void)ConnectOptions::from_url("mysql://u:hunter2@h:99999/db");
+        } catch (const Error& single) {
+            single_what = single.what();
+        }
+        CHECK(std::string(error.what()) == single_what);
+    }
+}
+
+TEST_CASE("multi-host back-off: a burst of first failures counts once, one probe per period",
+          "[cluster][multi][timing]") {
+    MultiHostOptions options = dead_hosts(1);
+    options.host_backoff = 300ms;
+    options.host_backoff_max = 5s;
+    constexpr int kThreads = 8;
+    // Every attempt waits until `release` (or 2 s), so the burst's attempts are in flight
+    // together, as when a host drops packets or the machine is loaded.
+    std::mutex mutex;
+    std::condition_variable cv;
+    int inside = 0;
+    bool release = false;
+    MultiHostConnector<> connector(options, [&](const ConnectOptions& host) {
+        std::unique_lock<std::mutex> lock(mutex);
+        ++inside;
+        cv.notify_all();
+        cv.wait_for(lock, 2s, [&] { return release; });
+        throw Error(ErrorCode::connect_failed, "down", 2003);
+        return dbpool::mysql::Connection(host);  // never reached
+    });
+    std::atomic<int> failed{0};  // Catch's CHECK is not for other threads
+    const auto burst = [&](int threads) {
+        std::vector<std::thread> callers;
+        for (int t = 0; t < threads; ++t) {
+            callers.emplace_back([&] {
+                try {
+                    connector();
+                } catch (const Error& error) {
+                    if (error.code() == ErrorCode::connect_failed) ++failed;
+                }
+            });
+        }
+        return callers;
+    };
+    const auto open_gate = [&](int expected_inside, std::vector<std::thread>& callers) {
+        {
+            std::unique_lock<std::mutex> lock(mutex);
+            cv.wait_for(lock, 2s, [&] { return inside >= expected_inside; });
+            release = true;
+        }
+        cv.notify_all();
+        for (auto& caller : callers)
+            caller.join();
+        std::lock_guard<std::mutex> lock(mutex);
+        release = false;
+        inside = 0;
+    };
+
+    // Wave 1: the host is not known down yet, so all 8 callers try it at once.
+    auto callers = burst(kThreads);
+    open_gate(kThreads, callers);
+    CHECK(failed.load() == kThreads);
+    CHECK(connector.attempts() == kThreads);
+    // Eight failures of one wave count once: the wait is host_backoff (300 ms), not 5 s.
+    CHECK_THROWS_AS(connector(), Error);
+    CHECK(connector.attempts() == kThreads);
+    std::this_thread::sleep_for(400ms);
+
+    // Wave 2, after the back-off: 8 callers at once, one of them probes, the others skip.
+    callers = burst(kThreads);
+    std::this_thread::sleep_for(100ms);  // the 7 skippers return at once
+    open_gate(1, callers);
+    CHECK(failed.load() == 2 * kThreads);
+    CHECK(connector.attempts() == kThreads + 1);
+    // That failure doubled the wait to 600 ms: nothing at 400 ms, one probe after 700 ms.
+    std::this_thread::sleep_for(400ms);
+    CHECK_THROWS_AS(connector(), Error);
+    CHECK(connector.attempts() == kThreads + 1);
+    std::this_thread::sleep_for(300ms);
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        release = true;
+    }
+    CHECK_THROWS_AS(connector(), Error);
+    CHECK(connector.attempts() == kThreads + 2);
+}
+
+TEST_CASE("multi-host back-off: max() durations saturate instead of overflowing",
+          "[cluster][multi]") {
+    MultiHostOptions options = dead_hosts(2);
+    options.host_backoff = std::chrono::milliseconds::max();
+    options.host_backoff_max = std::chrono::milliseconds::max();
+    MultiHostConnector<> connector(options, [](const ConnectOptions& host) {
+        throw Error(ErrorCode::connect_failed, "down", 2003);
+        return dbpool::mysql::Connection(host);  // never reached
+    });
+    for (int i = 0; i < 3; ++i) {
+        try {
+            connector();
+            FAIL("connected to a dead host");
+        } catch (const Error& error) {
+            CHECK(error.code() == ErrorCode::connect_failed);
+            if (i > 0) CHECK_THAT(error.what(), Catch::Contains("skipped for"));
+        }
+    }
+    // Each host was tried once; "forever" held (UBSan would report an overflow here).
+    CHECK(connector.attempts() == 2);
 }

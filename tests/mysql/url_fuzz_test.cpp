@@ -7,8 +7,13 @@
 // so a message holding a 3-character piece of the password with a marker letter in it can only
 // have copied it from the password.
 //
+// The multi-host parser gets the same URLs: it must agree with the single-host one on every
+// URL with one host (one grammar), read the same user and password from a list of hosts, and
+// never leak either.
+//
 // DBPOOL_FUZZ_SECONDS (default 2) bounds the run; DBPOOL_FUZZ_SEED replays a seed.
 #include <dbpool/mysql/connect_options.hpp>
+#include <dbpool/mysql/multi_host.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -54,7 +59,8 @@ struct Sample {
     std::string password;            // decoded
     std::size_t password_begin = 0;  // [begin, end) in url; url[end] is the '@' ending it
     std::size_t password_end = 0;
-    bool plain = true;  // every part well-formed: the parse must succeed and agree
+    std::size_t hosts_end = 0;  // where a second host could be added (unmutated samples)
+    bool plain = true;          // every part well-formed: the parse must succeed and agree
 };
 
 std::string percent_encode(char c) {
@@ -96,6 +102,7 @@ Sample generate(Random& random) {
             sample.plain = false;
         }
     }
+    sample.hosts_end = url.size();
     if (random.chance(80)) url += "/" + random.word("abcdefghijklmnopqrstuvwxyz0123456789_", 0, 10);
     if (random.chance(60)) {
         static const char* const names[] = {
@@ -163,6 +170,42 @@ void mutate(Random& random, Sample& sample) {
         }
     }
     sample.plain = false;
+    sample.hosts_end = 0;
+}
+
+// Whether the URL (as the grammar reads it: the host list runs from after the last '@' to the
+// first '/' or '?') names one host: then the multi-host parser must agree with from_url.
+bool one_host(std::string_view url) {
+    const auto at = url.rfind('@');
+    std::string_view after = at == std::string_view::npos ? url : url.substr(at + 1);
+    if (at == std::string_view::npos) {
+        const auto scheme = url.find("://");
+        if (scheme != std::string_view::npos) after = url.substr(scheme + 3);
+    }
+    return after.substr(0, std::min(after.find('/'), after.find('?'))).find(',') ==
+           std::string_view::npos;
+}
+
+// Where `url` differs from `single`: both parsed alike, or both refused with one message.
+std::string disagreement(const std::string& url) {
+    std::string single;
+    std::string multi;
+    try {
+        const auto options = ConnectOptions::from_url(url);
+        single = "ok " + options.describe() + " " + options.password;
+    } catch (const Error& error) {
+        single = error.what();
+    }
+    try {
+        const auto options = dbpool::mysql::multi_host_options_from_url(url);
+        multi = options.hosts.size() == 1
+                    ? "ok " + options.hosts[0].describe() + " " + options.hosts[0].password
+                    : "several hosts";
+    } catch (const Error& error) {
+        if (error.code() != ErrorCode::invalid_options) return "not invalid_options";
+        multi = error.what();
+    }
+    return single == multi ? std::string() : "from_url: " + single + "\n  multi: " + multi;
 }
 
 // Whether `message` holds a 3-character piece of `secret` that has a marker letter in it.
@@ -205,12 +248,45 @@ TEST_CASE("URL parser fuzz: messages never hold a piece of the password", "[mysq
     std::uint64_t runs = 0;
     std::uint64_t refused = 0;
     std::uint64_t parsed_plain = 0;
+    std::uint64_t compared = 0;
+    std::uint64_t parsed_multi = 0;
     for (; runs < 2000000; ++runs) {
         if ((runs & 255) == 0 && std::chrono::steady_clock::now() >= deadline) break;
         Sample sample = generate(random);
         if (random.chance(50)) mutate(random, sample);
         const std::string raw_password =
             sample.url.substr(sample.password_begin, sample.password_end - sample.password_begin);
+        if (one_host(sample.url)) {
+            ++compared;
+            const std::string differs = disagreement(sample.url);
+            if (!differs.empty()) {
+                FAIL("the multi-host parser reads " << printable(sample.url) << " differently\n  "
+                                                    << differs);
+            }
+        }
+        try {
+            // Several hosts: for an unmutated URL a second host is added to the list.
+            std::string url = sample.url;
+            if (sample.hosts_end > 0) url.insert(sample.hosts_end, ",db2.example:3307");
+            const auto options = dbpool::mysql::multi_host_options_from_url(url);
+            if (sample.plain) {
+                ++parsed_multi;
+                if (options.hosts.size() != 2 || options.hosts[1].password != sample.password ||
+                    options.hosts[1].user != sample.user || options.hosts[1].port != 3307) {
+                    FAIL("the multi-host parser read the wrong hosts or password from "
+                         << printable(url));
+                }
+            }
+        } catch (const Error& error) {
+            const std::string message = error.what();
+            if (error.code() != ErrorCode::invalid_options) {
+                FAIL("not invalid_options for " << printable(sample.url) << ": " << message);
+            }
+            if (leaks(message, sample.password) || leaks(message, raw_password)) {
+                FAIL("the multi-host message holds a piece of the password\n  url: "
+                     << printable(sample.url) << "\n  message: " << message);
+            }
+        }
         try {
             const ConnectOptions options = ConnectOptions::from_url(sample.url);
             if (sample.plain) {
@@ -231,8 +307,12 @@ TEST_CASE("URL parser fuzz: messages never hold a piece of the password", "[mysq
             }
         }
     }
-    INFO(runs << " URLs, " << refused << " refused, " << parsed_plain << " plain ones parsed");
+    INFO(runs << " URLs, " << refused << " refused, " << parsed_plain << " plain ones parsed, "
+              << compared << " compared with the multi-host parser, " << parsed_multi
+              << " parsed with two hosts");
     CHECK(runs > 1000);
+    CHECK(compared > 1000);
+    CHECK(parsed_multi > 0);
     CHECK(refused > 0);
     CHECK(parsed_plain > 0);
 }

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <dbpool/detail/pool_lock.hpp>
+#include <dbpool/detail/saturating.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/mysql/connect_options.hpp>
 #include <dbpool/mysql/connection.hpp>
@@ -9,6 +11,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -33,10 +37,12 @@ struct MultiHostOptions {
     std::vector<ConnectOptions> hosts;
     /// Which host is tried first.
     HostPolicy policy = HostPolicy::in_order;
-    /// A host that failed is skipped for this long, doubling on each further failure up to
-    /// host_backoff_max; a success resets it.
+    /// A host that failed is skipped for this long, doubling on each further failed attempt up
+    /// to host_backoff_max; a success resets it. Failures of attempts that were in flight
+    /// together count once. milliseconds::max() means "until a restart" (saturated, never an
+    /// overflow).
     std::chrono::milliseconds host_backoff{std::chrono::milliseconds(500)};
-    /// The longest a failed host is skipped.
+    /// The longest a failed host is skipped (milliseconds::max(): no limit).
     std::chrono::milliseconds host_backoff_max{std::chrono::seconds(5)};
 
     /// Throws Error{invalid_options} naming the first wrong field (each host's too).
@@ -66,7 +72,8 @@ struct MultiHostOptions {
 /// that names every host and its last error (never a password).
 ///
 /// When all hosts are backing off it fails at once without connecting: many callers against
-/// a dead cluster cause no connect storm, only one attempt per host per back-off period.
+/// a dead cluster cause no connect storm, only one attempt per host per back-off period, also
+/// under a burst (see the invariants in the class).
 ///
 /// `Conn` is the connection type made (Connection, or CheckedConnection through `open`).
 /// Copies share the back-off state. Thread-safe: call it from any thread.
@@ -90,60 +97,64 @@ public:
     /// Connects to the first host (by policy) that is not backing off and works.
     Conn operator()() const {
         State& s = *state_;
-        const auto now = Clock::now();
-        std::vector<std::size_t> order;
-        std::vector<std::size_t> skipped;
+        const std::size_t n = s.hosts.size();
+        std::size_t first = 0;
         {
             std::lock_guard<std::mutex> lock(s.mutex);
-            const std::size_t n = s.hosts.size();
-            std::size_t first = 0;
             if (s.options.policy == HostPolicy::random) {
                 first = std::uniform_int_distribution<std::size_t>(0, n - 1)(s.random);
             } else if (s.options.policy == HostPolicy::round_robin) {
                 first = s.next++ % n;
             }
-            for (std::size_t k = 0; k < n; ++k) {
-                const std::size_t i = (first + k) % n;
-                Host& host = s.hosts[i];
-                // A host that failed is probed by one caller at a time once its back-off
-                // ends (half-open): the others skip it rather than all connecting at once.
-                if (host.retry_at > now || host.probing) {
-                    skipped.push_back(i);
-                } else {
-                    host.probing = host.backoff.count() > 0;
-                    order.push_back(i);
-                }
-            }
         }
-        std::vector<std::string> errors(s.hosts.size());
+        std::vector<std::string> errors(n);
         int native = 0;
         std::string sqlstate;
-        for (const std::size_t i : order) {
+        for (std::size_t k = 0; k < n; ++k) {
+            const std::size_t i = (first + k) % n;
+            Attempt attempt{i, 0, false};
+            {
+                // Decided host by host, just before the attempt: a half-open slot is claimed
+                // only by a caller that uses it at once.
+                std::lock_guard<std::mutex> lock(s.mutex);
+                Host& host = s.hosts[i];
+                attempt.wave = host.wave;
+                if (host.down()) {
+                    if (host.retry_at > Clock::now() || host.probing) continue;  // skipped
+                    host.probing = true;  // half-open: this caller retries it, others skip it
+                    attempt.probe = true;
+                }
+                check_invariants_locked();
+            }
             s.attempts.fetch_add(1, std::memory_order_relaxed);
             try {
                 Conn connection = s.open(s.options.hosts[i]);
                 std::lock_guard<std::mutex> lock(s.mutex);
-                s.hosts[i].backoff = std::chrono::milliseconds(0);
-                s.hosts[i].retry_at = {};
-                s.hosts[i].probing = false;
-                s.hosts[i].last_error.clear();
+                Host& host = s.hosts[i];
+                host.backoff = std::chrono::milliseconds(0);
+                host.retry_at = {};
+                host.probing = false;  // up: nothing to probe (a stale prober finds wave moved)
+                host.last_error.clear();
+                ++host.wave;
+                check_invariants_locked();
                 return connection;
             } catch (const Error& error) {
                 errors[i] = error.what();
                 native = error.native_code();
                 sqlstate = error.sqlstate();
-                note_failure(i, error.what());
+                note_failure(attempt, error.what());
             } catch (const std::exception& error) {
                 errors[i] = error.what();
-                note_failure(i, error.what());
+                note_failure(attempt, error.what());
             } catch (...) {
                 errors[i] = "an exception not derived from std::exception";
-                note_failure(i, errors[i].c_str());
+                note_failure(attempt, errors[i].c_str());
             }
         }
         std::string message =
             "mysql: could not connect to any of " + std::to_string(s.hosts.size()) + " hosts";
         std::lock_guard<std::mutex> lock(s.mutex);
+        const auto now = Clock::now();
         for (std::size_t i = 0; i < s.hosts.size(); ++i) {
             message += i == 0 ? ": " : "; ";
             message += s.options.hosts[i].describe() + " ";
@@ -172,11 +183,31 @@ public:
 private:
     using Clock = std::chrono::steady_clock;
 
+    // Per host, under State::mutex. Invariants (checked at the end of each locked section in
+    // test builds):
+    //  - down() (backoff > 0) iff the last recorded outcome was a failure; then retry_at is
+    //    when one caller may try it again, and until then nobody does.
+    //  - probing only while down: at most one attempt started while the host was known down is
+    //    in flight (the half-open probe). Attempts started while it was up may still be in
+    //    flight; a host not known down is never throttled.
+    //  - wave counts recorded outcomes. An attempt remembers the wave it started in, and its
+    //    failure doubles the back-off only if no outcome was recorded since it started: the
+    //    failures of attempts in flight together count once, so a burst of first failures
+    //    waits host_backoff, not host_backoff * 2^burst.
     struct Host {
         Clock::time_point retry_at{};
         std::chrono::milliseconds backoff{0};
         std::string last_error;
+        std::uint64_t wave = 0;
         bool probing = false;  // one caller is retrying it after a failure
+
+        bool down() const noexcept { return backoff.count() > 0; }
+    };
+
+    struct Attempt {
+        std::size_t host;
+        std::uint64_t wave;  // the host's wave when this attempt started
+        bool probe;          // it holds the host's half-open slot (Host::probing)
     };
 
     struct State {
@@ -189,16 +220,41 @@ private:
         std::atomic<std::uint64_t> attempts{0};
     };
 
-    void note_failure(std::size_t i, const char* what) const {
+    void note_failure(const Attempt& attempt, const char* what) const {
         State& s = *state_;
+        const auto now = Clock::now();
         std::lock_guard<std::mutex> lock(s.mutex);
-        Host& host = s.hosts[i];
-        host.backoff = host.backoff.count() == 0
-                           ? s.options.host_backoff
-                           : std::min(host.backoff * 2, s.options.host_backoff_max);
-        host.retry_at = Clock::now() + host.backoff;
+        Host& host = s.hosts[attempt.host];
         host.last_error = what;
-        host.probing = false;
+        if (attempt.wave == host.wave) {
+            // The first outcome recorded since this attempt started: it counts (and a probe
+            // still holds the half-open slot). Later failures of the same wave only update
+            // the text.
+            if (attempt.probe) host.probing = false;
+            const auto max = s.options.host_backoff_max;
+            host.backoff = host.backoff.count() == 0 ? s.options.host_backoff
+                           : host.backoff > max / 2  ? max
+                                                     : host.backoff * 2;
+            host.retry_at = dbpool::detail::saturating_add(now, host.backoff);
+            ++host.wave;
+        }
+        check_invariants_locked();
+    }
+
+    void check_invariants_locked() const noexcept {
+        if constexpr (dbpool::detail::checking_invariants) {
+            const auto fail = [](const char* what) {
+                std::fprintf(stderr, "dbpool MultiHostConnector: invariant violated: %s\n", what);
+                std::abort();
+            };
+            for (const Host& host : state_->hosts) {
+                if (host.probing && !host.down()) fail("a host that is up is being probed");
+                if (host.down() && (host.backoff < state_->options.host_backoff ||
+                                    host.backoff > state_->options.host_backoff_max)) {
+                    fail("a back-off outside [host_backoff, host_backoff_max]");
+                }
+            }
+        }
     }
 
     std::shared_ptr<State> state_;
@@ -228,33 +284,39 @@ inline std::chrono::milliseconds parse_millis(std::string_view text, const char*
 }  // namespace detail
 
 /// Parses a URL with several hosts, `mysql://user:pw@h1:3306,h2:3307,[::1]/db?...`, into one
-/// ConnectOptions per host (each exactly as ConnectOptions::from_url reads the URL with that
-/// one host). Three extra parameters are taken out first: `policy` (in_order, random,
-/// round_robin), `host_backoff` and `host_backoff_max` (milliseconds). Throws
-/// Error{invalid_options} naming the wrong part, never echoing the password.
+/// ConnectOptions per host, each exactly as ConnectOptions::from_url reads the URL with that
+/// one host in place of the list: one grammar for one host and many, so a password may hold
+/// any character here too ('/', '?', '@', ':' and '#' unencoded; the last '@' ends it). Three
+/// extra parameters are taken out first: `policy` (in_order, random, round_robin),
+/// `host_backoff` and `host_backoff_max` (milliseconds). Throws Error{invalid_options} naming
+/// the wrong part, never echoing the password.
 inline MultiHostOptions multi_host_options_from_url(std::string_view url) {
     const auto scheme_end = url.find("://");
-    if (scheme_end == std::string_view::npos) {
+    if (scheme_end == std::string_view::npos || url.find('\0') != std::string_view::npos) {
+        (void)ConnectOptions::from_url(url);  // throws the single-host parser's error
         detail::multi_url_error("must start with mysql:// or mariadb://");
     }
     const std::string_view scheme = url.substr(0, scheme_end + 3);
-    std::string_view rest = url.substr(scheme_end + 3);
-    std::string_view query;
-    if (const auto q = rest.find('?'); q != std::string_view::npos) {
-        query = rest.substr(q + 1);
-        rest = rest.substr(0, q);
-    }
-    std::string_view authority = rest;
-    std::string_view path;
-    if (const auto slash = rest.find('/'); slash != std::string_view::npos) {
-        authority = rest.substr(0, slash);
-        path = rest.substr(slash);
-    }
+    const std::string_view rest = url.substr(scheme_end + 3);
+    // The single-host grammar's rule (mysql/url.hpp): everything up to the last '@' is the
+    // user-info, whatever it holds; the host list starts after it and ends at the path or
+    // the query. Only what follows the user-info is cut here; the user-info is passed on
+    // untouched, so its errors (and its password) are the single-host parser's to handle.
     std::string_view userinfo;
-    std::string_view host_list = authority;
-    if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
-        userinfo = authority.substr(0, at + 1);
-        host_list = authority.substr(at + 1);
+    std::string_view after = rest;
+    if (const auto at = rest.rfind('@'); at != std::string_view::npos) {
+        userinfo = rest.substr(0, at + 1);
+        after = rest.substr(at + 1);
+    }
+    const auto list_end = std::min(after.find('/'), after.find('?'));
+    const std::string_view host_list = after.substr(0, list_end);
+    std::string_view path;  // "/db", or empty
+    std::string_view query;
+    if (list_end != std::string_view::npos) {
+        std::string_view tail = after.substr(list_end);
+        const auto q = tail.find('?');
+        path = tail.substr(0, q);
+        if (q != std::string_view::npos) query = tail.substr(q + 1);
     }
 
     MultiHostOptions options;
@@ -303,6 +365,8 @@ inline MultiHostOptions multi_host_options_from_url(std::string_view url) {
         try {
             options.hosts.push_back(ConnectOptions::from_url(single));
         } catch (const Error& error) {
+            if (comma == std::string_view::npos && index == 1) throw;  // one host: from_url's
+            // from_url's messages never echo the user-info, so neither does this one.
             std::string_view what = error.what();
             const std::string_view prefix = "mysql URL: ";
             if (what.substr(0, prefix.size()) == prefix) what.remove_prefix(prefix.size());
