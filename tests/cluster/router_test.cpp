@@ -31,13 +31,21 @@ class FakePool {
 public:
     struct Connection {
         std::string node;
-        std::string query() const { return node; }
+        const FakePool* pool = nullptr;
+        // The node's name, or node_unavailable (1047) while the pool is `refusing`, as a
+        // Galera node that is not Synced answers a statement on an open connection.
+        std::string query() const {
+            if (pool != nullptr && pool->refusing) {
+                throw Error(ErrorCode::node_unavailable, node + " is not ready", 1047, "08S01");
+            }
+            return node;
+        }
     };
 
     class handle_type {
     public:
         handle_type() = default;
-        explicit handle_type(FakePool* pool) : pool_(pool), connection_{pool->name_} {
+        explicit handle_type(FakePool* pool) : pool_(pool), connection_{pool->name_, pool} {
             ++pool_->in_use_;
         }
         handle_type(handle_type&& other) noexcept
@@ -75,6 +83,11 @@ public:
                 pool->health_->report_unavailable("down");
                 return false;
             }
+            ++pool->pings;
+            if (pool->refusing) {
+                pool->health_->report_unavailable("not ready");
+                return true;
+            }
             if (pool->lag.load() < 0) {
                 pool->health_->report_lagging(-1ms, "replication stopped");
             } else {
@@ -94,6 +107,7 @@ public:
         return handle_type(this);
     }
     std::unique_ptr<Steady> steady_connection() const {
+        ++probe_connects;
         if (!up) throw Error(ErrorCode::connect_failed, name_ + " is down", 2003);
         return std::make_unique<Steady>(Steady{const_cast<FakePool*>(this)});
     }
@@ -106,8 +120,11 @@ public:
 
     std::atomic<bool> up{true};
     std::atomic<bool> busy{false};
+    std::atomic<bool> refusing{false};
+    mutable std::atomic<long> probe_connects{0};
     std::atomic<long> lag{0};  // ms; negative = unknown
     std::atomic<long> acquires{0};
+    std::atomic<long> pings{0};
     std::atomic<bool> closed{false};
 
 private:
@@ -335,4 +352,165 @@ TEST_CASE("router: concurrent routing while health changes and the probe runs",
     router.close();
     for (auto* pool : cluster.pools)
         CHECK(pool->closed);
+}
+
+TEST_CASE("router: with the primary down, reads skip it and stay spread over the replicas",
+          "[cluster][router]") {
+    auto cluster = make_cluster({primary, replica, replica});
+    auto& router = *cluster.router;
+    // The primary dies; with Seconds_Behind_Master both replicas turn "lagging" (NULL) at once.
+    cluster.pools[0]->up = false;
+    cluster.pools[1]->lag = -1;
+    cluster.pools[2]->lag = -1;
+    router.check_health();
+    const auto served = spread(router, Access::read, 1000);
+    CHECK(served.count("n1") == 0);
+    CHECK(served.at("n2") == 500);
+    CHECK(served.at("n3") == 500);
+    // Known down: not one read tried the primary first.
+    CHECK(cluster.pools[0]->acquires == 0);
+
+    // Without a NodeHealth the first failed acquire is what tells the router.
+    auto bare = make_cluster({primary, replica, replica}, {}, false);
+    bare.pools[0]->up = false;
+    bare.pools[1]->lag = -1;
+    const auto bare_served = spread(*bare.router, Access::read, 100);
+    CHECK(bare_served.count("n1") == 0);
+    CHECK(bare_served.at("n2") == 50);
+    CHECK(bare.pools[0]->acquires == 0);  // healthy replicas come before the primary anyway
+
+    // Every replica down too: the known-down nodes are still tried, last, and taking turns.
+    cluster.pools[1]->up = false;
+    cluster.pools[2]->up = false;
+    router.check_health();
+    CHECK_THROWS_AS(router.connection(Access::read), Error);
+    CHECK(cluster.pools[0]->acquires == 1);
+}
+
+TEST_CASE("router: Galera writes skip a known-down peer", "[cluster][router]") {
+    auto cluster = make_cluster({peer, peer, peer});
+    cluster.pools[0]->refusing = true;  // answers, but not Synced
+    cluster.router->check_health();
+    CHECK(spread(*cluster.router, Access::write, 4) == std::map<std::string, int>{{"n2", 4}});
+    CHECK(cluster.pools[0]->acquires == 0);
+}
+
+TEST_CASE("router: a read refused with node_unavailable runs once more elsewhere",
+          "[cluster][router]") {
+    dbpool::RouterOptions options;
+    options.down_backoff = std::chrono::hours(1);
+    auto cluster = make_cluster({peer, peer, peer}, options);
+    auto& router = *cluster.router;
+    const auto read = [&] {
+        return router.run(Access::read, [](auto& conn) { return conn->query(); });
+    };
+    // The probe has not run since the node stopped being Synced: only the statement tells.
+    cluster.pools[1]->refusing = true;
+    std::map<std::string, int> served;
+    for (int i = 0; i < 30; ++i)
+        ++served[read()];
+    CHECK(served.count("n2") == 0);
+    CHECK(served["n1"] + served["n3"] == 30);
+    // One refused statement marked the node down at once, health included.
+    CHECK(router.stats()[1].health.state == dbpool::NodeState::unavailable);
+    CHECK(router.stats()[1].backing_off);
+    CHECK(cluster.pools[1]->acquires == 1);
+
+    // Writes are not run again (the refused statement may be a transaction's later one), but
+    // mark the node down too.
+    cluster.pools[0]->refusing = true;
+    CHECK_THROWS_WITH(router.run(Access::write, [](auto& conn) { return conn->query(); }),
+                      Catch::Contains("n1 is not ready"));
+    CHECK(router.stats()[0].health.state == dbpool::NodeState::unavailable);
+    CHECK(spread(router, Access::write, 2) == std::map<std::string, int>{{"n3", 2}});
+
+    // Nowhere else to go: the original error.
+    cluster.pools[2]->refusing = true;
+    try {
+        (void)read();
+        FAIL("read from a refusing node");
+    } catch (const Error& error) {
+        CHECK(error.code() == ErrorCode::node_unavailable);
+    }
+    // report_failure for callers that run statements themselves; other errors change nothing.
+    auto replication = make_cluster({primary, replica, replica}, options);
+    auto conn = replication.router->connection(Access::read);
+    const std::size_t node = conn.node();
+    replication.router->report_failure(conn, Error(ErrorCode::timeout, "slow"));
+    CHECK_FALSE(replication.router->stats()[node].backing_off);
+    replication.router->report_failure(conn, Error(ErrorCode::node_unavailable, "not ready"));
+    CHECK(replication.router->stats()[node].backing_off);
+    CHECK(replication.router->stats()[node].health.state == dbpool::NodeState::unavailable);
+}
+
+TEST_CASE("router: max() durations saturate: no busy probe, no overflow", "[cluster][router]") {
+    dbpool::RouterOptions options;
+    options.health_interval = std::chrono::milliseconds::max();
+    options.down_backoff = std::chrono::milliseconds::max();
+    options.read_your_writes = std::chrono::milliseconds::max();
+    options.lag_tolerance = std::chrono::milliseconds::max();
+    auto cluster = make_cluster({primary, replica, replica}, options);
+    auto& router = *cluster.router;
+    const long pings = cluster.pools[1]->pings.load();  // the constructor's check
+    std::this_thread::sleep_for(100ms);
+    CHECK(cluster.pools[1]->pings.load() == pings);  // no probe thread spinning
+
+    // A failed acquire backs the node off "forever": until a health check finds it healthy.
+    auto bare = make_cluster({primary, replica, replica}, options, false);
+    bare.pools[1]->up = false;
+    (void)spread(*bare.router, Access::read, 4);
+    bare.pools[1]->up = true;
+    CHECK(spread(*bare.router, Access::read, 4) == std::map<std::string, int>{{"n3", 4}});
+    CHECK(bare.router->stats()[1].backing_off);
+
+    // read_your_writes = max(): a session's reads follow its write for good.
+    dbpool::RouterSession session;
+    (void)router.connection(Access::write, session);
+    CHECK(router.connection(Access::read, session)->query() == "n1");
+
+    dbpool::RouterOptions negative;
+    negative.down_backoff = -1ms;
+    CHECK_THROWS_WITH(make_cluster({primary, replica}, negative),
+                      Catch::Contains("down_backoff must be >= 0"));
+}
+
+TEST_CASE("router: close() from two threads, and check_health() after close() opens nothing",
+          "[cluster][router][concurrency]") {
+    for (int round = 0; round < 20; ++round) {
+        dbpool::RouterOptions options;
+        options.health_interval = 1ms;
+        auto cluster = make_cluster({primary, replica, replica}, options);
+        auto& router = *cluster.router;
+        for (auto* pool : cluster.pools)
+            pool->lag = -1;  // the probe keeps reporting (and its connections keep going)
+        std::thread other([&] { router.close(); });
+        router.close();
+        other.join();
+        std::vector<long> connects;
+        for (auto* pool : cluster.pools) {
+            CHECK(pool->closed);
+            pool->up = false;  // a dropped probe connection would be reopened: count it
+            connects.push_back(pool->probe_connects.load());
+        }
+        router.check_health();
+        for (std::size_t i = 0; i < cluster.pools.size(); ++i)
+            CHECK(cluster.pools[i]->probe_connects.load() == connects[i]);
+    }
+}
+
+TEST_CASE("router: a read-your-writes read that finds no node says so", "[cluster][router]") {
+    dbpool::RouterOptions options;
+    options.read_your_writes = 1s;
+    auto cluster = make_cluster({primary, replica}, options);
+    dbpool::RouterSession session;
+    (void)cluster.router->connection(Access::write, session);
+    cluster.pools[0]->up = false;
+    try {
+        (void)cluster.router->connection(Access::read, session);
+        FAIL("read from a dead primary");
+    } catch (const Error& error) {
+        const std::string what = error.what();
+        CHECK(what.find("no node could serve a read-your-writes read") != std::string::npos);
+        CHECK(what.find("serve a write") == std::string::npos);
+    }
 }
