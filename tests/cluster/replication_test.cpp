@@ -3,6 +3,7 @@
 // Every loop is bounded in count and time; every test prints what it measured.
 #include <dbpool/dbpool.hpp>
 #include <dbpool/mysql.hpp>
+#include <dbpool/mysql/cluster.hpp>
 #include <dbpool/mysql/multi_host.hpp>
 #include <dbpool/router.hpp>
 
@@ -12,8 +13,10 @@
 #include "router_support.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -93,6 +96,89 @@ TEST_CASE("writes go to the primary, reads spread over the replicas", "[cluster]
                         " n3=" + std::to_string(served[3]) + " n1=" + std::to_string(served[1]) +
                         "; replica lag n2=" + std::to_string(stats[1].health.lag.count()) +
                         " ms n3=" + std::to_string(stats[2].health.lag.count()) + " ms");
+}
+
+TEST_CASE("make_cluster_router(url): a password with '?', '/', '@', ',' and '#' connects",
+          "[cluster][replication]") {
+    const TestBed& bed = replication();
+    REQUIRE(bed.ensure_up());
+    prepare_table(bed);
+    // A user of its own with such a password (created on the primary, replicated).
+    const std::string password = "p?w/d@x:#,1";
+    {
+        Connection admin(bed.admin(1));
+        admin.execute("CREATE OR REPLACE USER 'dbpool_odd'@'127.0.0.1' IDENTIFIED BY '" + password +
+                      "'");
+        admin.execute("GRANT ALL PRIVILEGES ON `" + bed.database +
+                      "`.* TO 'dbpool_odd'@'127.0.0.1'");
+        admin.execute("GRANT PROCESS, SLAVE MONITOR ON *.* TO 'dbpool_odd'@'127.0.0.1'");
+    }
+    Connection admin3(bed.admin(3));
+    REQUIRE(eventually([&] {
+        return admin3.query("SELECT COUNT(*) FROM mysql.user WHERE user = 'dbpool_odd'")
+                   .scalar<long>() == 1;
+    }));
+    std::string url = "mysql://dbpool_odd:" + password + "@";
+    for (int n = 1; n <= bed.nodes(); ++n)
+        url += (n > 1 ? "," : "") + std::string("127.0.0.1:") + std::to_string(bed.ports.at(n - 1));
+    url += "/" + bed.database + "?connect_timeout=2";
+
+    dbpool::mysql::ClusterOptions options;
+    options.pool = test_pool_options();
+    options.router.health_interval = 250ms;
+    options.check.heartbeat_table = "heartbeat";
+    auto router = dbpool::mysql::make_cluster_router(url, options);
+    {
+        auto conn = router->connection(Access::write);
+        conn->execute("INSERT INTO router_items (note) VALUES (?)", "odd password");
+        CHECK(conn.node_name() == "127.0.0.1:" + std::to_string(bed.ports.at(0)));
+    }
+    std::map<std::string, int> served;
+    for (int i = 0; i < 20; ++i)
+        ++served[router->connection(Access::read).node_name()];
+    CHECK(served.size() == 2);
+    // The same URL with one host: one grammar.
+    const auto one = dbpool::mysql::ConnectOptions::from_url(
+        "mysql://dbpool_odd:" + password + "@127.0.0.1:" + std::to_string(bed.ports.at(0)) + "/" +
+        bed.database);
+    CHECK(Connection(one).query("SELECT 1").scalar<long>() == 1);
+    report("odd-password", "make_cluster_router with password '" + std::string("p?w/d@x:#,1") +
+                               "' wrote to n1 and read from " + std::to_string(served.size()) +
+                               " replicas");
+}
+
+TEST_CASE("max() durations and close(): no busy probe, nothing opened after close",
+          "[cluster][replication]") {
+    const TestBed& bed = replication();
+    REQUIRE(bed.ensure_up());
+    dbpool::RouterOptions options;
+    options.health_interval = std::chrono::milliseconds::max();
+    options.down_backoff = std::chrono::milliseconds::max();
+    std::vector<std::shared_ptr<std::atomic<long>>> connects;
+    auto router = replication_router(options, 2s, test_pool_options(), &connects);
+    const auto checks = [&] {
+        std::uint64_t total = 0;
+        for (const auto& node : router->stats())
+            total += static_cast<std::uint64_t>(node.health.checked_at.time_since_epoch().count());
+        return total;
+    };
+    const auto before = checks();
+    std::this_thread::sleep_for(300ms);
+    CHECK(checks() == before);  // health_interval = max(): never, not a busy loop
+    {
+        auto conn = router->connection(Access::read);
+        CHECK(conn->query("SELECT 1").scalar<long>() == 1);
+    }
+    std::thread other([&] { router->close(); });
+    router->close();
+    other.join();
+    std::vector<long> opened;
+    for (const auto& counter : connects)
+        opened.push_back(counter->load());
+    router->check_health();
+    for (std::size_t i = 0; i < connects.size(); ++i)
+        CHECK(connects[i]->load() == opened[i]);
+    CHECK_THROWS_AS(router->connection(Access::read), Error);
 }
 
 TEST_CASE("read-your-writes sends a session's reads to the primary for a while",
@@ -215,12 +301,40 @@ TEST_CASE("kill -9 of the primary: writes fail fast and typed, reads go on from 
     prepare_table(bed);
     dbpool::RouterOptions options;
     options.health_interval = 250ms;
+    options.read_your_writes = 1h;
     std::vector<std::shared_ptr<std::atomic<long>>> connects;
     auto router = replication_router(options, 2s, test_pool_options(), &connects);
+    dbpool::RouterSession session;  // wrote before the kill: its reads need the primary
     {
-        auto conn = router->connection(Access::write);
+        auto conn = router->connection(Access::write, session);
         conn->execute("INSERT INTO router_items (note) VALUES (?)", "before");
     }
+    // A second router whose replicas measure Seconds_Behind_Master: it turns NULL ("lagging")
+    // on both the moment the primary dies, so no replica qualifies; reads must still skip the
+    // dead primary and stay spread (they went 98.5 % to one replica, each after trying it).
+    std::vector<std::shared_ptr<std::atomic<long>>> sbm_connects;
+    dbpool::RouterOptions sbm_options;
+    sbm_options.health_interval = 250ms;
+    auto sbm = replication_router(sbm_options, 2s, test_pool_options(), &sbm_connects, "");
+    std::atomic<bool> sbm_killed{false};
+    std::array<std::atomic<long>, 3> sbm_after_kill{};
+    std::atomic<long> sbm_failed{0};
+    std::thread sbm_reader([&] {
+        for (int i = 0; i < 100000 && !sbm_killed.load(); ++i) {
+            std::this_thread::sleep_for(2ms);  // runs until the kill, then the loop below
+        }
+        const auto until = Clock::now() + 3s;
+        while (Clock::now() < until) {
+            try {
+                auto conn = sbm->connection(Access::read);
+                conn->query("SELECT COUNT(*) FROM router_items");
+                ++sbm_after_kill.at(conn.node());
+            } catch (const Error&) {
+                ++sbm_failed;
+            }
+            std::this_thread::sleep_for(2ms);
+        }
+    });
 
     std::atomic<bool> stop{false};
     std::atomic<long> reads_ok{0};
@@ -240,7 +354,45 @@ TEST_CASE("kill -9 of the primary: writes fail fast and typed, reads go on from 
 
     REQUIRE(bed.run("kill9", 1) == 0);
     const auto killed = Clock::now();
+    sbm_killed = true;
     const long connects_before = connects[0]->load();
+    const auto sbm_primary_failures_before = sbm->stats()[0].failed_acquires;
+
+    // Eight threads at once through a multi-host creator whose only host is the dead primary:
+    // one attempt per back-off period (500 ms, then 1 s), however many callers; and the
+    // first wave's failures count once, so the second attempt comes 500 ms later, not 5 s.
+    dbpool::mysql::MultiHostOptions dead;
+    dead.hosts.push_back(bed.node(1));
+    dead.host_backoff = 500ms;
+    dead.host_backoff_max = 5s;
+    dbpool::mysql::MultiHostConnector<> creator(dead);
+    std::atomic<long> first_wave{-1};
+    std::vector<std::thread> burst;
+    for (int t = 0; t < 8; ++t) {
+        burst.emplace_back([&] {
+            for (int i = 0; i < 1000 && Clock::now() < killed + 2500ms; ++i) {
+                try {
+                    (void)creator();
+                } catch (const Error&) {
+                }
+                std::this_thread::sleep_for(5ms);
+            }
+        });
+    }
+    std::thread first_wave_reader([&] {
+        std::this_thread::sleep_for(250ms);
+        first_wave = static_cast<long>(creator.attempts());
+    });
+
+    // A read-your-writes read needs the primary: it fails, and says it was such a read.
+    try {
+        (void)router->connection(Access::read, session);
+        FAIL("a read-your-writes read was served without the primary");
+    } catch (const Error& error) {
+        const std::string what = error.what();
+        CHECK(what.find("no node could serve a read-your-writes read") != std::string::npos);
+        CHECK(what.find("serve a write") == std::string::npos);
+    }
     long writes_failed = 0;
     long writes_ok = 0;
     std::map<std::string, long> codes;
@@ -262,6 +414,13 @@ TEST_CASE("kill -9 of the primary: writes fail fast and typed, reads go on from 
     const long reads_during = reads_ok.load();
     // Creator calls for the primary: the pools' and the router probe's together.
     const long attempts = connects[0]->load() - connects_before;
+    for (auto& thread : burst)
+        thread.join();
+    first_wave_reader.join();
+    sbm_reader.join();
+    const long burst_attempts = static_cast<long>(creator.attempts());
+    const auto sbm_primary_failures = sbm->stats()[0].failed_acquires - sbm_primary_failures_before;
+    const auto sbm_stats = sbm->stats();
 
     REQUIRE(bed.run("restart", 1) == 0);
     const auto restarted = Clock::now();
@@ -291,6 +450,19 @@ TEST_CASE("kill -9 of the primary: writes fail fast and typed, reads go on from 
     std::string code_text;
     for (const auto& [code, n] : codes)
         code_text += " " + code + "=" + std::to_string(n);
+    const long sbm_reads = sbm_after_kill[0] + sbm_after_kill[1] + sbm_after_kill[2];
+    report("kill-primary",
+           "Seconds_Behind_Master router, 3 s after the kill: replicas " +
+               std::string(dbpool::to_string(sbm_stats[1].health.state)) + "/" +
+               dbpool::to_string(sbm_stats[2].health.state) + "; " + std::to_string(sbm_reads) +
+               " reads: n1=" + std::to_string(sbm_after_kill[0]) + " n2=" +
+               std::to_string(sbm_after_kill[1]) + " n3=" + std::to_string(sbm_after_kill[2]) +
+               ", " + std::to_string(sbm_failed.load()) + " failed; " +
+               std::to_string(sbm_primary_failures) + " failed acquires on n1");
+    report("kill-primary",
+           "8 threads through a multi-host creator of the dead primary for 2.5 s: " +
+               std::to_string(first_wave.load()) + " attempts in the first 250 ms, " +
+               std::to_string(burst_attempts) + " in all");
     report("kill-primary", std::to_string(writes_failed) + " writes failed in 3 s (" + code_text +
                                " ), slowest " + std::to_string(ms(slowest)) + " ms, " +
                                std::to_string(attempts) +
@@ -311,6 +483,18 @@ TEST_CASE("kill -9 of the primary: writes fail fast and typed, reads go on from 
     CHECK(attempts <= 30);
     CHECK(written_again);
     CHECK(replicated);
+    // Known down: reads never tried the dead primary first, and stayed spread.
+    CHECK(sbm_failed.load() == 0);
+    CHECK(sbm_after_kill[0] == 0);
+    CHECK(sbm_primary_failures <= 1);
+    CHECK(sbm_reads > 100);
+    CHECK(sbm_after_kill[1] >= sbm_reads / 3);
+    CHECK(sbm_after_kill[2] >= sbm_reads / 3);
+    // One attempt per back-off period after the first wave: 0.5 s and 1.5 s -> 2 more; the
+    // first wave's failures counted once, so the retry at 0.5 s did happen.
+    CHECK(first_wave.load() >= 1);
+    CHECK(burst_attempts > first_wave.load());
+    CHECK(burst_attempts <= first_wave.load() + 3);
 }
 
 TEST_CASE("kill -9 of a replica: reads move to the other replica without errors, then return",

@@ -34,12 +34,13 @@ inline dbpool::PoolOptions test_pool_options() {
 }
 
 /// A router over the replication bed: node 1 primary, 2 and 3 replicas measured with the
-/// heartbeat table.
+/// heartbeat table (or, with `heartbeat_table` empty, Seconds_Behind_Master).
 /// `attempts`, when given, receives one counter of creator calls per node.
 inline std::unique_ptr<ClusterRouter> replication_router(
     dbpool::RouterOptions router_options, std::chrono::milliseconds max_replica_lag = 2s,
     dbpool::PoolOptions pool_options = test_pool_options(),
-    std::vector<std::shared_ptr<std::atomic<long>>>* attempts = nullptr) {
+    std::vector<std::shared_ptr<std::atomic<long>>>* attempts = nullptr,
+    const std::string& heartbeat_table = "heartbeat") {
     const TestBed& bed = replication();
     std::vector<dbpool::RouterNode<CheckedPool>> nodes;
     for (int n = 1; n <= bed.nodes(); ++n) {
@@ -47,7 +48,7 @@ inline std::unique_ptr<ClusterRouter> replication_router(
         check.health = std::make_shared<dbpool::NodeHealth>();
         if (n > 1) {
             check.replica = true;
-            check.heartbeat_table = "heartbeat";
+            check.heartbeat_table = heartbeat_table;
             check.max_replica_lag = max_replica_lag;
         }
         dbpool::RouterNode<CheckedPool> node;
