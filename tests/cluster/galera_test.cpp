@@ -235,6 +235,23 @@ TEST_CASE("Galera: an isolated node leaves the reads and comes back after rejoin
     dbpool::RouterOptions options;
     options.health_interval = 250ms;
     auto router = galera_router(options);
+    // A router that learns only from its reads: no probe, and connections handed out without
+    // a check (ping_bypass), so only the statement finds g3 not ready (1047). run() must mark
+    // g3 down at once and run the read again elsewhere.
+    dbpool::RouterOptions lazy_options;
+    lazy_options.health_interval = 0ms;
+    auto lazy_pool = test_pool_options();
+    lazy_pool.ping_bypass = std::chrono::hours(1);
+    auto lazy = galera_router(lazy_options, lazy_pool);
+    const auto lazy_read = [&] {
+        return lazy->run(Access::read, [](ClusterRouter::handle_type& conn) {
+            conn->query("SELECT 1 FROM galera_accounts LIMIT 1");
+            return conn.node_name();
+        });
+    };
+    for (int i = 0; i < 6; ++i)
+        (void)lazy_read();  // an idle connection to every node
+    const auto lazy_g3_reads_before = lazy->stats()[2].reads;
 
     REQUIRE(bed.run("isolate", 3) == 0);
     const auto isolated = Clock::now();
@@ -254,6 +271,18 @@ TEST_CASE("Galera: an isolated node leaves the reads and comes back after rejoin
         }
     }
     const auto reason = router->stats()[2].health.reason;
+    long lazy_on_g3 = 0;
+    long lazy_failures = 0;
+    std::string lazy_error;
+    for (int i = 0; i < 60; ++i) {
+        try {
+            if (lazy_read() == "g3") ++lazy_on_g3;
+        } catch (const Error& error) {
+            ++lazy_failures;
+            lazy_error = error.what();
+        }
+    }
+    const auto lazy_g3 = lazy->stats()[2];
     REQUIRE(bed.run("rejoin", 3) == 0);
     const auto rejoined = Clock::now();
     const bool used_again = eventually(
@@ -267,8 +296,18 @@ TEST_CASE("Galera: an isolated node leaves the reads and comes back after rejoin
                reason + "); " + std::to_string(on_g3) + " of 60 reads on g3 meanwhile, " +
                std::to_string(failures) + " failed; used again " +
                std::to_string(ms(Clock::now() - rejoined)) + " ms after it was Synced");
+    report("galera-isolate",
+           "without a probe: 60 reads through run(), " + std::to_string(lazy_failures) +
+               " failed, " + std::to_string(lazy_g3.reads - lazy_g3_reads_before) +
+               " handed out on g3 (refused, run again elsewhere), g3 then " +
+               dbpool::to_string(lazy_g3.health.state) + " (" + lazy_g3.health.reason + ")" +
+               (lazy_error.empty() ? "" : "; last error: " + lazy_error));
     CHECK(noticed);
     CHECK(on_g3 == 0);
     CHECK(failures == 0);
     CHECK(used_again);
+    CHECK(lazy_failures == 0);
+    CHECK(lazy_on_g3 == 0);
+    CHECK(lazy_g3.reads - lazy_g3_reads_before <= 1);
+    CHECK(lazy_g3.health.state == dbpool::NodeState::unavailable);
 }
