@@ -222,6 +222,58 @@ TEST_CASE_METHOD(Fixture,
     check_counters_match_server(pool->stats());
 }
 
+TEST_CASE_METHOD(Fixture,
+                 "regression: connects failing together double the back-off once, not once each",
+                 "[regression][connect][concurrency]") {
+    // Eight acquires while the pool knows of no failure: all eight connect at once (nothing
+    // could stop them), and all eight fail. Before, each failure doubled the delay: the next
+    // attempt was 100 ms * 2^7 away (capped at connect_backoff_max), not 100 ms.
+    auto options = test_options();
+    options.maxconnections = 8;
+    options.blocking = false;
+    options.connect_backoff_min = 100ms;
+    options.connect_backoff_max = 100s;
+    auto pool = make(options);
+    db->fail_connects(-1);
+    db->delay_connects(10s);  // held until all eight are in flight
+    std::atomic<int> refused{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&] {
+            try {
+                auto handle = pool->connection();
+            } catch (const dbpool::Error& error) {
+                if (error.code() == ErrorCode::connect_failed) ++refused;
+            }
+        });
+    }
+    const bool together = eventually([&] { return db->connects_in_flight() == 8; });
+    db->end_delays();
+    for (auto& thread : threads)
+        thread.join();
+    REQUIRE(together);
+    CHECK(refused.load() == 8);
+    CHECK(db->connect_attempts() == 8);
+    // The manual clock has not moved: the next attempt is one minimum delay away.
+    try {
+        auto handle = pool->connection();
+        FAIL("connected while the back-off lasts");
+    } catch (const dbpool::Error& error) {
+        CHECK_THAT(error.what(), Catch::Contains("the next attempt is in at most 100 ms"));
+    }
+    CHECK(db->connect_attempts() == 8);
+    // After it, one attempt; its failure doubles the delay once.
+    ManualClock::advance(100ms);
+    CHECK_THROWS_AS(pool->connection(), dbpool::Error);
+    CHECK(db->connect_attempts() == 9);
+    try {
+        auto handle = pool->connection();
+        FAIL("connected while the back-off lasts");
+    } catch (const dbpool::Error& error) {
+        CHECK_THAT(error.what(), Catch::Contains("the next attempt is in at most 200 ms"));
+    }
+}
+
 TEST_CASE_METHOD(Fixture, "regression: return paths never call the creator",
                  "[regression][connect][reset]") {
     auto options = test_options();

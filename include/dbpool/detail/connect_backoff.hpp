@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 namespace dbpool::detail {
@@ -12,6 +13,10 @@ namespace dbpool::detail {
 // The pool's memory of failed connects: bounded exponential back-off between attempts, and the
 // last attempt's error, kept whole (code, native number, SQLSTATE) for the callers who are
 // refused while it lasts. Guarded by the pool's mutex.
+//
+// An attempt remembers wave() when it starts and hands it back with its failure: only the
+// first outcome recorded since it started moves the back-off, so connects that were in flight
+// together (a burst before the first failure was known) double the delay once, not once each.
 template <class Clock>
 class ConnectBackoff {
     using TimePoint = typename Clock::time_point;
@@ -28,17 +33,23 @@ public:
 
     TimePoint next_attempt() const noexcept { return next_attempt_; }
 
-    void failed(const Error& error, TimePoint now) {
-        failing_ = true;
+    // Outcomes recorded so far; an attempt passes the value it saw at its start to failed().
+    std::uint64_t wave() const noexcept { return wave_; }
+
+    void failed(const Error& error, TimePoint now, std::uint64_t started_in) {
         last_native_ = error.native_code();
         last_sqlstate_ = error.sqlstate();
         last_message_ = error.what();
         failed_at_ = now;
+        if (started_in != wave_) return;  // its wave's failure is counted already
+        ++wave_;
+        failing_ = true;
         next_attempt_ = saturating_add(now, delay_);
         delay_ = delay_ >= max_ / 2 ? max_ : std::min(delay_ * 2, max_);
     }
 
     void succeeded() noexcept {
+        ++wave_;
         failing_ = false;
         delay_ = min_;
     }
@@ -76,6 +87,7 @@ private:
     std::chrono::milliseconds max_;
     std::chrono::milliseconds delay_;
     bool failing_ = false;
+    std::uint64_t wave_ = 0;
     TimePoint failed_at_{};
     TimePoint next_attempt_{};
     int last_native_ = 0;

@@ -23,12 +23,14 @@ namespace dbpool::detail {
 template <class Connection, class Clock>
 inline auto PooledCore<Connection, Clock>::connect(bool replacing) -> std::unique_ptr<Connection> {
     check_fork();
+    std::uint64_t wave = 0;
     {
         Lock lock(*this);
         if (closed_.load()) throw closed_error();
         const TimePoint now = Clock::now();
         if (backoff_.active(now)) throw backoff_.refusal(now, "");  // no attempt: not counted
         ++attempting_;
+        wave = backoff_.wave();
     }
     try {
         auto fresh = open_connection(*creator_, options_.setsession);
@@ -49,7 +51,7 @@ inline auto PooledCore<Connection, Clock>::connect(bool replacing) -> std::uniqu
             Lock lock(*this);
             --attempting_;
             ++failed_connects_;
-            backoff_.failed(error, Clock::now());
+            backoff_.failed(error, Clock::now(), wave);
         }
         throw;
     }
@@ -197,7 +199,7 @@ inline auto PooledCore<Connection, Clock>::worker_ready_locked() -> bool {
 template <class Connection, class Clock>
 inline void PooledCore<Connection, Clock>::worker_refused_locked() {
     ++failed_connects_;
-    backoff_.failed(no_worker_error("open a connection"), Clock::now());
+    backoff_.failed(no_worker_error("open a connection"), Clock::now(), backoff_.wave());
     waiting_.wake_all();
 }
 
