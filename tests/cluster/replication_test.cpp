@@ -142,6 +142,27 @@ TEST_CASE("make_cluster_router(url): a password with '?', '/', '@', ',' and '#' 
         "mysql://dbpool_odd:" + password + "@127.0.0.1:" + std::to_string(bed.ports.at(0)) + "/" +
         bed.database);
     CHECK(Connection(one).query("SELECT 1").scalar<long>() == 1);
+    // A password equal to the user name: the server's message names the user, and masking
+    // must not turn that into "<password>" (which would tell the reader the password).
+    {
+        Connection admin(bed.admin(1));
+        admin.execute(
+            "CREATE OR REPLACE USER 'dbpool_same'@'127.0.0.1' IDENTIFIED BY 'dbpool_same'");
+    }
+    auto same = bed.node(1);
+    same.user = "dbpool_same";
+    same.password = "dbpool_same";
+    same.database = "dbpool_no_such_db";
+    try {
+        Connection refused(same);
+        FAIL("connected to a database the user may not use");
+    } catch (const Error& error) {
+        const std::string what = error.what();
+        CHECK(error.code() == ErrorCode::connect_failed);
+        CHECK(what.find("dbpool_same@127.0.0.1") != std::string::npos);
+        CHECK(what.find("<password>") == std::string::npos);
+        report("odd-password", "user = password: " + what);
+    }
     report("odd-password", "make_cluster_router with password '" + std::string("p?w/d@x:#,1") +
                                "' wrote to n1 and read from " + std::to_string(served.size()) +
                                " replicas");
