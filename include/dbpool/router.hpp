@@ -421,24 +421,27 @@ private:
     auto run_routed(Access access, RouterSession* session, Work& work)
         -> std::invoke_result_t<Work&, handle_type&> {
         handle_type connection = route(access, session, nodes_.size());
+        std::exception_ptr refused;
+        std::size_t failed = 0;
         try {
             return work(connection);
         } catch (const Error& error) {
             if (error.code() != ErrorCode::node_unavailable) throw;
-            const std::size_t failed = connection.node_;
+            failed = connection.node_;
             report_failure(connection, error);
             connection.close();
             // The statement never ran, so a read runs again once, elsewhere. A write is the
             // caller's to retry: it may have been a transaction's later statement.
             if (access != Access::read) throw;
-            handle_type retry;
-            try {
-                retry = route(access, session, failed);
-            } catch (const Error&) {
-                throw error;  // nowhere else to go: the original error says why
-            }
-            return work(retry);
+            refused = std::current_exception();
         }
+        handle_type retry;
+        try {
+            retry = route(access, session, failed);
+        } catch (const Error&) {
+            std::rethrow_exception(refused);  // nowhere else to go: the refusal says why
+        }
+        return work(retry);
     }
 
     // A connection for `access` from the first node of the route that gives one; `exclude`
