@@ -616,6 +616,24 @@ TEST_CASE("COPY is refused and the connection stays usable", "[pg]") {
     CHECK(connection.transaction_status() == TransactionStatus::idle);
 }
 
+// Issue 20, defect 2: now() + milliseconds::max() overflowed, so every statement timed out at once
+// (and every connect with a huge connect_timeout).
+TEST_CASE("a huge timeout means no limit", "[pg]") {
+    using std::chrono::milliseconds;
+    for (const milliseconds huge : {milliseconds::max(), std::chrono::duration_cast<milliseconds>(
+                                                             std::chrono::hours(24 * 365 * 400))}) {
+        ConnectOptions options = test_server().tcp();
+        options.connect_timeout = huge;
+        options.read_timeout = huge;
+        options.write_timeout = huge;
+        Connection connection(options);
+        CHECK(connection.query("SELECT pg_sleep(0.05)").size() == 1);
+        CHECK(connection.query("SELECT $1::int + 1", 41).scalar<int>() == 42);
+        CHECK(connection.ping());
+        CHECK(connection.is_open());
+    }
+}
+
 TEST_CASE("connector opens a new connection per call", "[pg]") {
     auto connect = dbpool::pg::connector(test_server().tcp());
     Connection first = connect();

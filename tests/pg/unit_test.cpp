@@ -338,3 +338,27 @@ TEST_CASE("the statement cache evicts the least recently used name", "[pg][unit]
     CHECK(cache.size() == 0);
     CHECK(cache.find("a") == nullptr);
 }
+
+// Issue 20, defect 2: a deadline of now() + milliseconds::max() overflowed into the past.
+TEST_CASE("a huge timeout means no limit, never an overflow", "[pg][unit]") {
+    using dbpool::pg::detail::deadline_after;
+    using std::chrono::milliseconds;
+    CHECK_FALSE(deadline_after(milliseconds::max()).bounded);
+    CHECK_FALSE(
+        deadline_after(std::chrono::duration_cast<milliseconds>(std::chrono::hours(24 * 365 * 400)))
+            .bounded);
+    CHECK_FALSE(deadline_after(milliseconds(0)).bounded);
+    const auto soon = deadline_after(milliseconds(500));
+    CHECK(soon.bounded);
+    CHECK(soon.at > dbpool::pg::detail::Clock::now());
+
+    ConnectOptions options = conninfo("host=127.0.0.1");
+    options.connect_timeout = milliseconds::max();
+    options.read_timeout = milliseconds::max();
+    options.write_timeout = milliseconds::max();
+    options.init_statements = {"SET a.b = 1", "SET a.c = 2"};
+    CHECK_NOTHROW(options.validate());
+    const auto bound = dbpool::pg::connector(options).connect_bound();
+    REQUIRE(bound.has_value());
+    CHECK(*bound == milliseconds::max());  // saturated, not wrapped negative
+}

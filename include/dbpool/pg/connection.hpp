@@ -4,6 +4,7 @@
 /// pg::Connection: one PostgreSQL connection over libpq, and its TransactionStatus.
 
 #include <dbpool/connection_traits.hpp>
+#include <dbpool/detail/saturating.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/pg/connect_options.hpp>
 #include <dbpool/pg/errors.hpp>
@@ -55,9 +56,13 @@ struct Deadline {
     Clock::time_point at{};
 };
 
+// A timeout too large for the clock (milliseconds::max(), 400 years) means no limit: adding it
+// to now() would overflow into the past and time out at once.
 inline Deadline deadline_after(std::chrono::milliseconds timeout) {
     if (timeout.count() <= 0) return {};
-    return {true, Clock::now() + timeout};
+    const Clock::time_point at = dbpool::detail::saturating_add(Clock::now(), timeout);
+    if (at == Clock::time_point::max()) return {};
+    return {true, at};
 }
 
 // What libpq's notice callback points at: on the heap, so moving a Connection never moves it.
