@@ -339,6 +339,29 @@ TEST_CASE("the statement cache evicts the least recently used name", "[pg][unit]
     CHECK(cache.find("a") == nullptr);
 }
 
+// Issue 20, defect 5: libpq checks the port only when connecting; dbpool promises
+// invalid_options at construction.
+TEST_CASE("a port that is not 1..65535 is refused by validate(), without echoing it",
+          "[pg][unit]") {
+    for (const std::string bad :
+         {"host=h port=abc", "host=h port=99999", "host=h port=-1", "host=h port=0",
+          "postgresql://h:Xq9/db", "host=a,b port=5432,x7Q", "host=h port=65536"}) {
+        INFO(bad);
+        const std::string message = invalid(conninfo(bad));
+        CHECK_THAT(message, Catch::Contains("port"));
+        CHECK_THAT(message, Catch::Contains("1 to 65535"));
+        for (const char* value : {"abc", "99999", "-1", "Xq9", "x7Q", "65536"}) {
+            CHECK(message.find(value) == std::string::npos);
+        }
+    }
+    for (const std::string good :
+         {"host=h port=1", "host=h port=65535", "host=a,b port=5432,", "host=a,b port=5432,5433",
+          "postgresql://h:5432/db", "host=h port=' 5432 '"}) {
+        INFO(good);
+        CHECK_NOTHROW(conninfo(good).validate());
+    }
+}
+
 // Issue 20, defect 2: a deadline of now() + milliseconds::max() overflowed into the past.
 TEST_CASE("a huge timeout means no limit, never an overflow", "[pg][unit]") {
     using dbpool::pg::detail::deadline_after;

@@ -13,6 +13,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstddef>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -144,6 +145,29 @@ inline std::string conninfo_value(const Conninfo& options, std::string_view keyw
     return {};
 }
 
+// Whether `text` is a port list libpq accepts: comma-separated numbers from 1 to 65535 (an
+// empty entry means the default); libpq itself finds out only when connecting.
+inline bool valid_port_list(std::string_view text) {
+    for (;;) {
+        const std::size_t comma = text.find(',');
+        std::string_view port = text.substr(0, comma);
+        while (!port.empty() && (port.front() == ' ' || port.front() == '\t'))
+            port.remove_prefix(1);
+        while (!port.empty() && (port.back() == ' ' || port.back() == '\t'))
+            port.remove_suffix(1);
+        if (!port.empty()) {
+            unsigned long number = 0;
+            const char* end = port.data() + port.size();
+            const auto result = std::from_chars(port.data(), end, number);
+            if (result.ec != std::errc() || result.ptr != end || number < 1 || number > 65535) {
+                return false;
+            }
+        }
+        if (comma == std::string_view::npos) return true;
+        text.remove_prefix(comma + 1);
+    }
+}
+
 }  // namespace detail
 
 inline ConnectOptions ConnectOptions::from_url(std::string_view conninfo) {
@@ -161,7 +185,20 @@ inline void ConnectOptions::validate() const {
     if (password.find('\0') != std::string::npos) {
         detail::options_error("password contains a NUL byte");
     }
-    (void)detail::parse_conninfo(conninfo);
+    const detail::Conninfo parsed = detail::parse_conninfo(conninfo);
+    // The value is never echoed: a misplaced password may have ended up in it.
+    const std::string port = detail::conninfo_value(parsed, "port");
+    if (!detail::valid_port_list(port)) {
+        detail::options_error(
+            "the port in the connection string must be a number from 1 to 65535 (a URL "
+            "password with '/', '@', ':' or '?' must be percent-encoded: %2F, %40, %3A, %3F)");
+    }
+    if (port.empty()) {
+        const char* environment = std::getenv("PGPORT");
+        if (environment != nullptr && !detail::valid_port_list(environment)) {
+            detail::options_error("PGPORT must be a number from 1 to 65535");
+        }
+    }
     (void)effective_connect_timeout();
     if (connect_timeout.count() <= 0) detail::options_error("connect_timeout must be positive");
     if (read_timeout.count() < 0) detail::options_error("read_timeout must not be negative");
