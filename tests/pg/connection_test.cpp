@@ -634,6 +634,45 @@ TEST_CASE("a huge timeout means no limit", "[pg]") {
     }
 }
 
+// Issue 20, defect 1: libpq cuts a URL password with an unencoded '@' or '/' into a host or a
+// database name, which its messages then show.
+TEST_CASE("a misplaced URL password never shows in a connect error", "[pg]") {
+    const std::string port = std::to_string(test_server().port);
+    const auto check = [](const Error& error, std::initializer_list<const char*> pieces) {
+        const std::string what = error.what();
+        INFO(what);
+        CHECK(error.code() == ErrorCode::connect_failed);
+        for (const char* piece : pieces) {
+            CHECK(what.find(piece) == std::string::npos);
+        }
+    };
+    // libpq: password "Qv4", host "Kb2Rb@host" (reached at hostaddr 127.0.0.1): 28P01.
+    auto [error, seconds] = connect_error(ConnectOptions::from_url(
+        "postgresql://" + test_server().user + ":Qv4@Kb2Rb@host:" + port + "/" +
+        test_server().database + "?hostaddr=127.0.0.1&sslmode=disable&connect_timeout=3"));
+    check(error, {"Qv4", "Kb2", "b2R", "2Rb"});
+    CHECK(error.sqlstate() == "28P01");
+    (void)seconds;
+    // libpq: host USER, port PORT, database "Kc3RcXz@127.0.0.1/db": unknown database (3D000),
+    // whose message quotes the name.
+    std::tie(error, seconds) = connect_error(ConnectOptions::from_url(
+        "postgresql://" + test_server().user + ":" + port +
+        "/Kc3RcXz@127.0.0.1/db?hostaddr=127.0.0.1&sslmode=disable&connect_timeout=3"));
+    check(error, {"Kc3", "c3R", "3Rc", "RcX", "cXz"});
+    // A user whose password is the user name: the user name is not masked (a mask there would
+    // tell the reader the password).
+    ConnectOptions same = test_server().tcp();
+    same.conninfo = "host=127.0.0.1 port=" + port +
+                    " user=nobody_same dbname=" + test_server().database + " sslmode=disable";
+    same.password = "nobody_same";
+    std::tie(error, seconds) = connect_error(same);
+    INFO(error.what());
+    CHECK(error.sqlstate() == "28P01");
+    CHECK_THAT(error.what(), Catch::Contains("nobody_same@127.0.0.1"));
+    CHECK_THAT(error.what(), Catch::Contains("user \"nobody_same\""));
+    CHECK(std::string(error.what()).find("***") == std::string::npos);
+}
+
 TEST_CASE("connector opens a new connection per call", "[pg]") {
     auto connect = dbpool::pg::connector(test_server().tcp());
     Connection first = connect();

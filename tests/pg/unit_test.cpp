@@ -212,10 +212,10 @@ TEST_CASE("messages: SQLSTATE taken from verbose connect errors, passwords maske
     CHECK(dbpool::pg::detail::take_sqlstate(plain).empty());
     CHECK(plain == "could not connect: Connection refused");
 
-    std::string text = "user=app password=hunter22 and hunter22 again";
-    dbpool::pg::detail::mask(text, "hunter22");
-    CHECK(text == "user=app password=*** and *** again");
-    dbpool::pg::detail::mask(text, "");  // nothing to mask
+    dbpool::detail::Secrets secrets;
+    secrets.whole = {"hunter22", ""};  // an empty secret masks nothing
+    CHECK(dbpool::detail::redact("user=app password=hunter22 and hunter22 again", secrets, "***") ==
+          "user=app password=*** and *** again");
     CHECK(dbpool::pg::detail::one_line("a\n\tb\n  c\n") == "a b c");
 }
 
@@ -360,6 +360,58 @@ TEST_CASE("a port that is not 1..65535 is refused by validate(), without echoing
         INFO(good);
         CHECK_NOTHROW(conninfo(good).validate());
     }
+}
+
+// Issue 20, defect 1: libpq cuts a URL password with an unencoded '/' or '@' into a port, a
+// host or a database name, where masking the password it parsed does not reach.
+TEST_CASE("describe() never shows a piece of a misplaced URL password", "[pg][unit]") {
+    // Port "Qv5", database "Kc3Rc@127.0.0.1:5432/db" as libpq reads it.
+    ConnectOptions options = conninfo("postgresql://hf:Qv5/Kc3Rc@127.0.0.1:5432/db");
+    std::string text = options.describe();
+    INFO(text);
+    for (const char* piece : {"Qv5", "Kc3", "3Rc", "Qv5/Kc3Rc"}) {
+        CHECK(text.find(piece) == std::string::npos);
+    }
+    CHECK_THAT(invalid(options), Catch::Contains("percent-encoded"));
+    // User "hf", password "Qv4", host "Kb2Rb@host".
+    options.conninfo = "postgresql://hf:Qv4@Kb2Rb@host/db";
+    text = options.describe();
+    INFO(text);
+    CHECK(text.find("Kb2") == std::string::npos);
+    CHECK(text.find("Qv4") == std::string::npos);
+    CHECK_THAT(text, Catch::StartsWith("hf"));
+    CHECK_THAT(text, Catch::EndsWith("/db"));
+    // Encoded as the documents say, it reads back whole and describe() is unchanged.
+    options.conninfo = "postgresql://hf:Qv5%2FKc3Rc@127.0.0.1:5432/db";
+    CHECK_NOTHROW(options.validate());
+    CHECK(options.describe() == "hf@127.0.0.1:5432/db");
+}
+
+TEST_CASE("masking: a password equal to the user name or short does not point at itself",
+          "[pg][unit]") {
+    using dbpool::detail::redact;
+    using dbpool::detail::Secrets;
+    // User "app" with password "app": "***@host" would tell the reader the password.
+    ConnectOptions options = conninfo("postgresql://app:app@db.example:5432/app");
+    CHECK(options.describe() == "app@db.example:5432/app");
+    Secrets secrets;
+    secrets.whole = {"app"};
+    secrets.shown = {"app"};
+    CHECK(redact("password authentication failed for user \"app\"", secrets, "***") ==
+          "password authentication failed for user \"app\"");
+    // Outside the user name it is masked all the same.
+    secrets.shown = {"bob"};
+    CHECK(redact("user \"bob\" value \"app\" and xappx", secrets, "***") ==
+          "user \"bob\" value \"***\" and x***x");
+    // A short password: masked where a library quotes it alone, never inside other text.
+    secrets.whole = {"1", "ab"};
+    CHECK(redact("host \"127.0.0.1\" value \"1\" 'ab' tab \"abc\"", secrets, "***") ==
+          "host \"127.0.0.1\" value \"***\" '***' tab \"abc\"");
+    // Pieces: every 3-character piece, so a cut-apart password is covered in each field.
+    secrets = Secrets{};
+    secrets.pieces = {"Qv5/Kc3Rc"};
+    CHECK(redact("port \"Qv5\" dbname \"Kc3Rc@x\" other \"Kc\"", secrets, "***") ==
+          "port \"***\" dbname \"***@x\" other \"Kc\"");
 }
 
 // Issue 20, defect 2: a deadline of now() + milliseconds::max() overflowed into the past.

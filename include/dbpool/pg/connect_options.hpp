@@ -4,6 +4,7 @@
 /// pg::ConnectOptions: a libpq connection string plus dbpool's timeouts, init statements and
 /// notice hook.
 
+#include <dbpool/detail/redact.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/pg/errors.hpp>
 
@@ -125,6 +126,54 @@ inline std::string redact_quoted(std::string_view message) {
     return out;
 }
 
+// What the user wrote after "user:" in a postgresql:// URL: up to the last '@', since a
+// password with an unencoded '/', '@', '?' or ':' is cut by libpq into a host, a port or a
+// database name (postgresql://hf:Qv5/Kc3Rc@host reads as host "hf", port "Qv5"). Empty for a
+// keyword/value string or a URL without "user:...@". An '@' later in the URL (in a parameter)
+// makes it longer than the password: that only masks more.
+inline std::string_view url_password_text(std::string_view conninfo) {
+    std::size_t start = 0;
+    for (const std::string_view prefix : {"postgresql://", "postgres://"}) {
+        if (conninfo.substr(0, prefix.size()) == prefix) start = prefix.size();
+    }
+    if (start == 0) return {};
+    const std::size_t at = conninfo.rfind('@');
+    if (at == std::string_view::npos || at < start) return {};
+    const std::size_t colon = conninfo.find(':', start);
+    if (colon == std::string_view::npos || colon > at) return {};
+    return conninfo.substr(colon + 1, at - colon - 1);
+}
+
+// `text` with %XX escapes decoded (an invalid escape is kept as written).
+inline std::string percent_decoded(std::string_view text) {
+    const auto hex = [](char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
+            hex(text[i + 2]) >= 0) {
+            out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+            i += 2;
+        } else {
+            out += text[i];
+        }
+    }
+    return out;
+}
+
+// The URL's password text, as written and decoded: every 3-character piece is secret.
+inline void add_url_password(dbpool::detail::Secrets& secrets, std::string_view conninfo) {
+    const std::string_view written = url_password_text(conninfo);
+    if (written.empty()) return;
+    secrets.pieces.emplace_back(written);
+    secrets.pieces.push_back(percent_decoded(written));
+}
+
 // Parses `conninfo` with libpq; throws Error{invalid_options} with a redacted message.
 inline Conninfo parse_conninfo(const std::string& conninfo) {
     char* raw_error = nullptr;
@@ -132,7 +181,18 @@ inline Conninfo parse_conninfo(const std::string& conninfo) {
     if (parsed == nullptr) {
         std::string message = raw_error != nullptr ? one_line(raw_error) : "out of memory";
         if (raw_error != nullptr) PQfreemem(raw_error);
-        options_error("the connection string is invalid: " + redact_quoted(message));
+        // A '"' in the string itself makes libpq's quotes ambiguous: nothing after the first
+        // quote is kept then.
+        const std::size_t quote = message.find('"');
+        if (conninfo.find('"') != std::string::npos && quote != std::string::npos) {
+            message = message.substr(0, quote) + "\"...\"";
+        } else {
+            message = redact_quoted(message);
+        }
+        dbpool::detail::Secrets secrets;
+        add_url_password(secrets, conninfo);
+        options_error("the connection string is invalid: " +
+                      dbpool::detail::redact(message, secrets, "***"));
     }
     return Conninfo(parsed);
 }
@@ -143,6 +203,17 @@ inline std::string conninfo_value(const Conninfo& options, std::string_view keyw
         if (keyword == o->keyword) return o->val != nullptr ? o->val : "";
     }
     return {};
+}
+
+// Everything a message about `options` must not show: the password option, the password
+// libpq parsed, what the URL has after "user:"; the user name libpq parsed is shown as such.
+inline dbpool::detail::Secrets conninfo_secrets(const ConnectOptions& options,
+                                                const Conninfo& parsed) {
+    dbpool::detail::Secrets secrets;
+    secrets.whole = {options.password, conninfo_value(parsed, "password")};
+    add_url_password(secrets, options.conninfo);
+    secrets.shown.push_back(conninfo_value(parsed, "user"));
+    return secrets;
 }
 
 // Whether `text` is a port list libpq accepts: comma-separated numbers from 1 to 65535 (an
@@ -248,7 +319,8 @@ inline std::string ConnectOptions::describe() const {
     text += host.empty() ? std::string("(default host)") : host;
     if (!port.empty()) text += ":" + port;
     if (!database.empty()) text += "/" + database;
-    return text;
+    // libpq may have put pieces of a misplaced URL password into the host, port or database.
+    return dbpool::detail::redact(text, detail::conninfo_secrets(*this, parsed), "***");
 }
 
 }  // namespace dbpool::pg

@@ -4,6 +4,7 @@
 /// pg::Connection: one PostgreSQL connection over libpq, and its TransactionStatus.
 
 #include <dbpool/connection_traits.hpp>
+#include <dbpool/detail/redact.hpp>
 #include <dbpool/detail/saturating.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/pg/connect_options.hpp>
@@ -78,7 +79,7 @@ struct Session {
     PGconn* conn = nullptr;
     ConnectOptions options;
     StatementCache statements;
-    std::vector<std::string> secrets;  // passwords, masked in every message
+    dbpool::detail::Secrets secrets;  // masked in every message
     // The server announced (a FATAL notice while idle) that it is ending this session.
     bool closing = false;
     std::string closing_sqlstate;
@@ -417,12 +418,8 @@ private:
         if (session_->conn != nullptr) PQfinish(std::exchange(session_->conn, nullptr));
     }
 
-    std::string masked(std::string text) const {
-        if (session_) {
-            for (const std::string& secret : session_->secrets)
-                detail::mask(text, secret);
-        }
-        return text;
+    std::string masked(const std::string& text) const {
+        return session_ ? dbpool::detail::redact(text, session_->secrets, "***") : text;
     }
 
     // Raises a failure libpq saw without a server error.
@@ -765,7 +762,7 @@ inline void Connection::connect_error(const std::string& why, bool timed_out) {
     std::string text = "pg: cannot connect to " + session_->options.describe() + ": ";
     if (!sqlstate.empty()) text += "[" + sqlstate + "] ";
     text += message;
-    text = masked(std::move(text));
+    text = masked(text);
     drop();
     throw Error(ErrorCode::connect_failed, text, 0, sqlstate);
 }
@@ -775,11 +772,14 @@ inline void Connection::connect() {
     const ConnectOptions& options = session.options;
     {
         const detail::Conninfo parsed = detail::parse_conninfo(options.conninfo);
-        session.secrets = {options.password, detail::conninfo_value(parsed, "password")};
+        session.secrets = detail::conninfo_secrets(options, parsed);
         // libpq never prints a password, but the one it may take from the environment is
         // masked too, should a server message ever echo it.
         if (const char* environment = std::getenv("PGPASSWORD")) {
-            session.secrets.emplace_back(environment);
+            session.secrets.whole.emplace_back(environment);
+        }
+        if (const char* environment = std::getenv("PGUSER")) {
+            session.secrets.shown.emplace_back(environment);
         }
     }
     // Defaults first: the expanded connection string and the password override them.
@@ -815,7 +815,7 @@ inline void Connection::connect() {
     PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
     if (PQsetnonblocking(conn, 1) != 0) connect_error("cannot switch to non-blocking mode");
     // The password libpq really used (it may come from PGPASSWORD or a password file).
-    if (const char* used = PQpass(conn)) session.secrets.emplace_back(used);
+    if (const char* used = PQpass(conn)) session.secrets.whole.emplace_back(used);
 
     try {
         for (const std::string& statement : options.init_statements)

@@ -75,16 +75,6 @@ namespace detail {
     throw Error(ErrorCode::usage, "pg: " + message);
 }
 
-// Replaces every occurrence of `secret` in `text` (passwords must never reach a message).
-// Secrets shorter than 4 characters are left alone: masking them would mangle every message.
-inline void mask(std::string& text, const std::string& secret) {
-    if (secret.size() < 4) return;
-    for (std::size_t at = text.find(secret); at != std::string::npos;
-         at = text.find(secret, at + 3)) {
-        text.replace(at, secret.size(), "***");
-    }
-}
-
 // libpq's messages end with a newline and may span several lines; one line reads better in
 // an exception, and the detail lines keep their content.
 inline std::string one_line(std::string_view text) {
