@@ -341,14 +341,14 @@ TEST_CASE("affected rows, command tags and statement errors", "[pg]") {
     }
     CHECK_THROWS_WITH(connection.query("SELEKT 1"), Catch::Contains("42601"));
     CHECK_THROWS_WITH(connection.query("SELECT 1; SELEKT 2; SELECT 3"), Catch::Contains("42601"));
-    // Fewer arguments than placeholders: the server refuses the bind (08P01 at ERROR level),
-    // which must not be mistaken for a lost connection.
+    // Fewer arguments than placeholders: refused before sending (the server would answer the
+    // bind with an ERROR-level 08P01, which must not be mistaken for a lost connection).
     try {
         connection.query("SELECT $1::int + $2::int", 1);
         FAIL("bind with a missing argument accepted");
     } catch (const Error& error) {
         INFO(error.what());
-        CHECK(error.code() == ErrorCode::database);
+        CHECK(error.code() == ErrorCode::usage);
         CHECK(Connection::classify_failure(error) == Failure::none);
     }
     CHECK_THROWS_WITH(connection.query(std::string("SELECT 1\0", 9)), Catch::Contains("NUL"));
@@ -605,15 +605,77 @@ TEST_CASE("notices reach on_notice and never stderr", "[pg]") {
     CHECK(throwing.ping());
 }
 
-TEST_CASE("COPY is refused and the connection stays usable", "[pg]") {
+// Issue 20, defect 4: COPY FROM STDIN was sent, ended with an error by dbpool, and came back as
+// `database` 57014 with the enclosing transaction failed.
+TEST_CASE("COPY is refused before sending: usage, and a transaction stays usable", "[pg]") {
     Connection connection(test_server().tcp());
     connection.execute("CREATE TEMP TABLE t_copy (v int)");
-    CHECK_THROWS_WITH(connection.query("COPY (SELECT generate_series(1, 1000)) TO STDOUT"),
-                      Catch::Contains("COPY is not supported"));
+    const auto usage = [&](const std::string& sql) {
+        try {
+            connection.execute(sql);
+            FAIL("COPY accepted: " << sql);
+        } catch (const Error& error) {
+            INFO(error.what());
+            CHECK(error.code() == ErrorCode::usage);
+            CHECK_THAT(error.what(), Catch::Contains("not supported"));
+            CHECK(Connection::classify_failure(error) == Failure::none);
+        }
+    };
+    usage("COPY (SELECT generate_series(1, 1000)) TO STDOUT");
     CHECK(connection.query("SELECT 1").scalar<int>() == 1);
-    CHECK_THROWS_AS(connection.execute("COPY t_copy FROM STDIN"), Error);
-    CHECK(connection.query("SELECT count(*) FROM t_copy").scalar<int>() == 0);
+    usage("COPY t_copy FROM STDIN");
     CHECK(connection.transaction_status() == TransactionStatus::idle);
+
+    connection.begin();
+    connection.execute("INSERT INTO t_copy VALUES (1)");
+    usage("copy t_copy (v) from stdin with (format csv)");
+    usage("INSERT INTO t_copy VALUES (2); COPY t_copy FROM STDIN");  // nothing of it runs
+    usage("COPY t_copy TO STDOUT");
+    CHECK(connection.transaction_status() == TransactionStatus::open);  // not failed
+    connection.execute("INSERT INTO t_copy VALUES (3)");
+    connection.commit();
+    CHECK(connection.query("SELECT string_agg(v::text, ',' ORDER BY v) FROM t_copy")
+              .scalar<std::string>() == "1,3");
+    // COPY to a server-side file from a query reading a table named stdin is not the client's:
+    // it is sent, and the server refuses it (this user may not write server files).
+    connection.execute("CREATE TEMP TABLE stdin (v int)");
+    try {
+        connection.execute("COPY (SELECT v FROM stdin) TO '/dev/null'");
+        FAIL("a non-superuser wrote a server file");
+    } catch (const Error& error) {
+        CHECK(error.code() == ErrorCode::database);
+        CHECK(error.sqlstate() == "42501");
+    }
+}
+
+// Issue 20, defect 3: extra arguments were bound as parameters nothing used.
+TEST_CASE("a wrong number of arguments is usage, and nothing is sent", "[pg]") {
+    Connection connection(test_server().tcp());
+    connection.execute("CREATE TEMP TABLE t_args (v int)");
+    const auto usage = [&](auto&& run) {
+        try {
+            run();
+            FAIL("a wrong argument count was accepted");
+        } catch (const Error& error) {
+            INFO(error.what());
+            CHECK(error.code() == ErrorCode::usage);
+            CHECK_THAT(error.what(), Catch::Contains("nothing was sent"));
+        }
+    };
+    connection.begin();
+    usage([&] { (void)connection.query("SELECT 7", 5); });
+    usage([&] { (void)connection.query("SELECT $1::int", 1, 2); });
+    usage([&] { (void)connection.query("SELECT $1::int + $2::int", 1); });
+    usage([&] { (void)connection.execute("INSERT INTO t_args VALUES (1)", 5); });
+    usage([&] { (void)connection.execute("INSERT INTO t_args VALUES ($1) -- $2", 1, 2); });
+    // Nothing reached the server: the transaction is not failed and nothing was inserted.
+    CHECK(connection.transaction_status() == TransactionStatus::open);
+    CHECK(connection.query("SELECT count(*) FROM t_args").scalar<int>() == 0);
+    connection.commit();
+    // Placeholders in literals, quoted names, comments and dollar quotes do not count.
+    CHECK(connection.query("SELECT '$2' || $1::text /* $3 */", "x").scalar<std::string>() == "$2x");
+    CHECK(connection.query("SELECT $q$ $9 $q$ || $1::text", "y").scalar<std::string>() == " $9 y");
+    CHECK(connection.query("SELECT $2::int - $1::int", 1, 10).scalar<int>() == 9);
 }
 
 // Issue 20, defect 2: now() + milliseconds::max() overflowed, so every statement timed out at once

@@ -437,3 +437,54 @@ TEST_CASE("a huge timeout means no limit, never an overflow", "[pg][unit]") {
     REQUIRE(bound.has_value());
     CHECK(*bound == milliseconds::max());  // saturated, not wrapped negative
 }
+
+// Issue 20, defects 3 and 4: what check_statement() sees in a statement.
+TEST_CASE("statement scan: placeholders and COPY outside literals, names and comments",
+          "[pg][unit]") {
+    using dbpool::pg::detail::scan_sql;
+    struct Row {
+        const char* sql;
+        std::size_t highest;
+        bool copy;
+    };
+    const Row rows[] = {
+        {"SELECT 7", 0, false},
+        {"SELECT $1::int", 1, false},
+        {"SELECT $1 + $2, $1", 2, false},
+        {"SELECT $3", 3, false},
+        {"SELECT $10 -- $11\n", 10, false},
+        {"SELECT '$2', \"$3\", $1", 1, false},
+        {"SELECT 'it''s $2', $1", 1, false},
+        {"SELECT E'\\' $2', $1", 1, false},
+        {"SELECT e'a\\'b $2' || $1", 1, false},
+        {"SELECT $$ $2 $$, $1", 1, false},
+        {"SELECT $fn$ $2 $x$ $fn$, $1", 1, false},
+        {"SELECT /* $2 /* nested $3 */ $4 */ $1", 1, false},
+        {"SELECT a$1 FROM t", 0, false},
+        {"SELECT x1$2", 0, false},
+        {"SELECT arr[$1]", 1, false},
+        {"SELECT 1.5e3, $1", 1, false},
+        {"COPY t FROM STDIN", 0, true},
+        {"copy t (a, b) from stdin with (format csv)", 0, true},
+        {"COPY t TO STDOUT", 0, true},
+        {"COPY (SELECT * FROM stdin) TO '/tmp/x'", 0, false},
+        {"COPY t FROM '/tmp/stdin'", 0, false},
+        {"COPY stdin FROM '/tmp/x'", 0, false},
+        {"SELECT 1; COPY t FROM /* c */ STDIN; SELECT 2", 0, true},
+        {"SELECT 'COPY t FROM STDIN'", 0, false},
+        {"SELECT 1 FROM stdin", 0, false},
+        {"COPY t FROM 'x' ; SELECT stdin FROM t", 0, false},
+        {"SELECT '", 0, false},
+        {"SELECT $", 0, false},
+        {"SELECT $1 /* unterminated", 1, false},
+    };
+    for (const Row& row : rows) {
+        INFO(row.sql);
+        const auto shape = scan_sql(row.sql);
+        CHECK(shape.highest_param == row.highest);
+        CHECK(shape.copy_client == row.copy);
+    }
+    // standard_conforming_strings = off: a backslash escapes in every literal.
+    CHECK(scan_sql("SELECT 'a\\' $2', $1", false).highest_param == 1);
+    CHECK(scan_sql("SELECT 'a\\', $1", true).highest_param == 1);
+}

@@ -11,6 +11,7 @@
 #include <dbpool/pg/errors.hpp>
 #include <dbpool/pg/params.hpp>
 #include <dbpool/pg/result_set.hpp>
+#include <dbpool/pg/sql_scan.hpp>
 #include <dbpool/pg/statement_cache.hpp>
 
 #include <dlfcn.h>
@@ -572,6 +573,7 @@ private:
         detail::ResultPtr last;
         detail::ResultPtr error;
         bool copy = false;
+        bool copy_in = false;
         for (int count = 0; count < 1000000; ++count) {
             while (PQisBusy(conn) != 0) {
                 if (detail::wait_socket(conn, POLLIN, deadline) == 0) {
@@ -584,6 +586,7 @@ private:
             switch (PQresultStatus(result.get())) {
                 case PGRES_COPY_IN:
                     copy = true;
+                    copy_in = true;
                     (void)PQputCopyEnd(conn, "dbpool does not support COPY FROM STDIN");
                     flush(conn, what);
                     break;
@@ -605,6 +608,17 @@ private:
             }
         }
         detail::drain_notifications(conn);
+        // Only a COPY that check_statement() did not recognise gets here: ending it with an
+        // error is the one way that writes nothing, and the server reports it (57014).
+        if (copy_in && is_open() && PQstatus(conn) == CONNECTION_OK) {
+            detail::raise_usage(
+                std::string(what) +
+                ": COPY FROM STDIN is not supported (dbpool ended it with an error, so nothing "
+                "was copied" +
+                (transaction_status() == TransactionStatus::failed
+                     ? "; the enclosing transaction has failed: roll it back)"
+                     : ")"));
+        }
         if (error) raise_result(what, error.get());
         if (copy) {
             detail::raise_usage(std::string(what) +
@@ -673,9 +687,35 @@ private:
         return name;
     }
 
+    // Whether the server reads '...' without backslash escapes (the default since 9.1).
+    bool standard_strings() const noexcept {
+        if (!is_open()) return true;
+        const char* value = PQparameterStatus(session_->conn, "standard_conforming_strings");
+        return value == nullptr || std::strcmp(value, "off") != 0;
+    }
+
+    // Refuses, before anything is sent, what dbpool cannot run: COPY to or from the client
+    // (its data would have to flow through this call; answering COPY IN with an error would
+    // fail an enclosing transaction) and a number of arguments other than the highest `$n`
+    // (the server takes extra ones silently, as parameters nothing uses).
+    void check_statement(std::string_view sql, std::size_t arguments) const {
+        const detail::SqlShape shape = detail::scan_sql(sql, standard_strings());
+        if (shape.copy_client) {
+            detail::raise_usage(
+                "COPY FROM STDIN and COPY TO STDOUT are not supported; nothing was sent");
+        }
+        if (arguments > 0 && shape.highest_param != arguments) {
+            detail::raise_usage("the statement's highest placeholder is $" +
+                                std::to_string(shape.highest_param) + " but " +
+                                std::to_string(arguments) +
+                                " argument(s) were given (one per $1..$n); nothing was sent");
+        }
+    }
+
     template <class... Args>
     detail::ResultPtr run(std::string_view sql, const Args&... args) {
         const std::string text = checked_sql(sql);
+        check_statement(text, sizeof...(Args));
         if constexpr (sizeof...(Args) == 0) {
             return exchange("query",
                             [&text](PGconn* conn) { return PQsendQuery(conn, text.c_str()); });
