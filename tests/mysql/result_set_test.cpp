@@ -248,6 +248,19 @@ TEST_CASE("error messages name the statement without literals or the password",
                                     ServerInfo{}, "hunter22");
     CHECK(std::string(echoed.what()).find("hunter22") == std::string::npos);
     CHECK_THAT(echoed.what(), Catch::Contains("<password>"));
+
+    // Issue 20: user "app" with password "app" must not read "<password>@host", and a short
+    // password is masked where a message quotes it on its own, never inside other text.
+    using dbpool::mysql::detail::redact;
+    CHECK(redact("mysql: cannot connect to app@db:3306: Access denied for user 'app'@'db'", "app",
+                 "app") ==
+          "mysql: cannot connect to app@db:3306: Access denied for user 'app'@'db'");
+    CHECK(redact("near 'app' and xappx", "app", "bob") == "near '<password>' and x<password>x");
+    CHECK(redact("near 'ab' at 127.0.0.1 tab", "ab", "u") == "near '<password>' at 127.0.0.1 tab");
+    CHECK(redact("near '1' at 127.0.0.1", "1", "u") == "near '<password>' at 127.0.0.1");
+    const Error same = make_error("query", "", 1064, "42000", "near 'app' for user 'app'",
+                                  ServerInfo{}, "app", "app");
+    CHECK(std::string(same.what()).find("<password>") == std::string::npos);
 }
 
 TEST_CASE("connect errors say the errno in words", "[mysql][classify]") {

@@ -4,6 +4,7 @@
 /// How MySQL/MariaDB errors are classified for callers (ErrorCode) and pools (Failure).
 
 #include <dbpool/connection_traits.hpp>
+#include <dbpool/detail/redact.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/mysql/server_info.hpp>
 
@@ -160,22 +161,25 @@ inline std::string statement_excerpt(std::string_view sql) {
     return out;
 }
 
-// `text` with every occurrence of `secret` replaced by "<password>"; a library or server
-// message may echo what it was given, and a password must never reach a message.
-inline std::string redact(std::string text, std::string_view secret) {
-    if (secret.size() < 3) return text;
-    for (std::size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
-        text.replace(at, secret.size(), "<password>");
-        at += 10;
-    }
-    return text;
+// `text` with `secret` replaced by "<password>"; a library or server message may echo what it
+// was given, and a password must never reach a message. The rules are the backends' shared
+// ones (detail/redact.hpp): a 1-2 character secret only where it is quoted on its own, and a
+// match inside the user name `user` left alone, so a password equal to the user name does not
+// turn "app@host" into "<password>@host", which would tell the reader the password.
+inline std::string redact(const std::string& text, std::string_view secret,
+                          std::string_view user = {}) {
+    dbpool::detail::Secrets secrets;
+    secrets.whole.emplace_back(secret);
+    secrets.shown.emplace_back(user);
+    return dbpool::detail::redact(text, secrets, "<password>");
 }
 
 // One formatted, classified Error for a failed step. `sql` may be empty; it is shown as an
 // excerpt (never with parameter values: those are bound separately).
 inline Error make_error(std::string_view step, std::string_view sql, int native_code,
                         std::string_view sqlstate, std::string_view message,
-                        const ServerInfo& server, std::string_view secret = {}) {
+                        const ServerInfo& server, std::string_view secret = {},
+                        std::string_view user = {}) {
     std::string text = "mysql: ";
     text += step;
     if (!sql.empty()) {
@@ -191,7 +195,7 @@ inline Error make_error(std::string_view step, std::string_view sql, int native_
     text += "] ";
     text += message.empty() ? std::string_view("(no message)") : message;
     const ErrorClass what = classify_error(native_code, sqlstate, message, server);
-    return Error(what.code, redact(std::move(text), secret), native_code, std::string(sqlstate));
+    return Error(what.code, redact(text, secret, user), native_code, std::string(sqlstate));
 }
 
 // A usage error detected on the client side (wrong argument count, bad conversion, ...).

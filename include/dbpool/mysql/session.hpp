@@ -147,7 +147,7 @@ public:
                                    to_string(options_.tls.mode) +
                                    ") but the server did not switch to TLS; the connection was "
                                    "closed before any statement was sent",
-                               options_.password),
+                               options_.password, options_.user),
                         2026, "HY000");
         }
         handle_ = guard.release();
@@ -211,14 +211,14 @@ public:
     Error error(std::string_view step, std::string_view sql = {}) const {
         MYSQL* mysql = handle();
         return make_error(step, sql, static_cast<int>(mysql_errno(mysql)), mysql_sqlstate(mysql),
-                          mysql_error(mysql), server_, options_.password);
+                          mysql_error(mysql), server_, options_.password, options_.user);
     }
 
     // The statement's last error as a classified Error for `step` of `sql`.
     Error error(MYSQL_STMT* statement, std::string_view step, std::string_view sql) const {
         return make_error(step, sql, static_cast<int>(mysql_stmt_errno(statement)),
                           mysql_stmt_sqlstate(statement), mysql_stmt_error(statement), server_,
-                          options_.password);
+                          options_.password, options_.user);
     }
 
 private:
@@ -330,8 +330,8 @@ private:
             }
             text += ")";
         }
-        throw Error(ErrorCode::connect_failed, redact(std::move(text), options_.password), number,
-                    sqlstate);
+        throw Error(ErrorCode::connect_failed, redact(text, options_.password, options_.user),
+                    number, sqlstate);
     }
 
     ConnectOptions options_;
