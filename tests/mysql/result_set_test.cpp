@@ -376,3 +376,19 @@ TEST_CASE("integer reads of DOUBLE cells check the exact range", "[mysql][result
     const ResultSet text({"v"}, {Cell(std::string("99999999999999999999"))}, 0);
     CHECK_THAT(error_of([&] { (void)text[0].get<std::int64_t>(0); }), Catch::Contains("range"));
 }
+
+// Issue 20 (as for PostgreSQL): a huge timeout must mean no limit. A cast to unsigned int
+// wrapped (2^32 + 5 s became 5 s) and MariaDB Connector/C overflows above INT_MAX / 1000 s.
+TEST_CASE("client timeouts: a huge one is no limit, never a wrapped small one", "[mysql]") {
+    using dbpool::mysql::detail::client_timeout;
+    using dbpool::mysql::detail::longest_client_timeout;
+    using std::chrono::seconds;
+    CHECK(client_timeout(seconds(30), false) == 30);
+    CHECK(client_timeout(seconds(0), false) == 0);
+    CHECK(client_timeout(longest_client_timeout, false) == 2147483);
+    CHECK(client_timeout(seconds((1LL << 32) + 5), false) == 0);  // not 5
+    CHECK(client_timeout(seconds::max(), false) == 0);            // read/write: none
+    CHECK(client_timeout(seconds::max(), true) == 2147483);       // connect: the longest
+    CHECK(client_timeout(seconds((1LL << 32) + 5), true) == 2147483);
+    CHECK(client_timeout(seconds(10), true) == 10);
+}
