@@ -60,6 +60,10 @@ enum class Protocol {
 /// Statements to run after every (re)connect belong in the pool's or steady connection's
 /// `setsession` option (PoolOptions::setsession, SteadyOptions::setsession), which is replayed
 /// after every reconnect and every full session reset.
+///
+/// Timeouts have no upper bound of their own; the client libraries keep them in milliseconds in
+/// an int, so above 2147483 s (24.8 days) a read or write timeout means none and a connect
+/// timeout is taken as 2147483 s: `std::chrono::seconds::max()` means no limit.
 struct ConnectOptions {
     std::string host = "localhost";            ///< Host name or IP; see `protocol` for "localhost".
     std::uint16_t port = 3306;                 ///< TCP port (not used for the unix socket).
@@ -70,8 +74,8 @@ struct ConnectOptions {
     std::string database;                      ///< Default database; empty = none.
     std::string charset = "utf8mb4";           ///< Connection character set.
     std::chrono::seconds connect_timeout{10};  ///< Bound on the whole connect (>= 1 s).
-    std::chrono::seconds read_timeout{30};     ///< Bound on each read (0 = none).
-    std::chrono::seconds write_timeout{30};    ///< Bound on each write (0 = none).
+    std::chrono::seconds read_timeout{30};     ///< Bound on each read (0 = none; bound above).
+    std::chrono::seconds write_timeout{30};    ///< Bound on each write (0 = none; bound above).
     TlsOptions tls;                            ///< TLS settings.
 
     /// Parses `mysql://user:pass@host:3306/db?charset=utf8mb4&ssl-mode=required&...`; throws

@@ -43,13 +43,15 @@ struct ConnectOptions {
     /// Password; overrides one in conninfo. Never printed or put into messages.
     std::string password;
     /// Bound on the whole connect: TCP, TLS and authentication over every host tried (name
-    /// resolution and init statements aside); a positive `connect_timeout=N` in conninfo
-    /// replaces it (N seconds).
+    /// resolution and init statements aside); positive, no upper bound (milliseconds::max()
+    /// means no limit). A positive `connect_timeout=N` in conninfo replaces it (N seconds, at
+    /// most one year).
     std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
-    /// How long a statement may wait for the server's reply (0 = forever); on expiry the
-    /// connection is closed and Error{connection_lost} thrown.
+    /// How long a statement may wait for the server's reply (0 or milliseconds::max() =
+    /// forever; no upper bound); on expiry the connection is closed and Error{connection_lost}
+    /// thrown.
     std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};
-    /// How long sending a statement may make no progress (0 = forever).
+    /// How long sending a statement may make no progress (0 or milliseconds::max() = forever).
     std::chrono::milliseconds write_timeout{std::chrono::seconds(30)};
     /// Statements run after connecting and after every session reset.
     std::vector<std::string> init_statements;
@@ -65,10 +67,13 @@ struct ConnectOptions {
     /// when it throws.
     static ConnectOptions from_url(std::string_view conninfo);
 
-    /// Throws Error{invalid_options} naming the first field that is wrong.
+    /// Throws Error{invalid_options} naming the first field that is wrong (also a port in
+    /// conninfo or PGPORT that is not 1..65535, which libpq would find only when connecting).
     void validate() const;
 
-    /// "user@host:port/database" as far as the connection string says; no password.
+    /// "user@host:port/database" as far as the connection string says; no password, nor any
+    /// 3-character piece of what a URL has after "user:" (libpq may have cut a password with an
+    /// unencoded '/' or '@' into the host, port or database: those pieces read "***").
     std::string describe() const;
 
     /// The connect bound: conninfo's positive connect_timeout (seconds), else connect_timeout.

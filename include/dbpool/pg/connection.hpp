@@ -328,9 +328,12 @@ public:
     }
 
     /// Runs `sql` with `$1`... bound to `args` (prepared, cached) or, without args, through the
-    /// simple protocol; any rows are discarded. Arguments: integers (an unsigned one above
-    /// INT64_MAX is Error{usage}), bool, float/double, std::string, std::string_view, const char*
-    /// (null is NULL), Blob (bytea), std::optional of those (empty is NULL), std::nullopt.
+    /// simple protocol; any rows are discarded. Before anything is sent, Error{usage} when the
+    /// number of args is not the highest `$n` in `sql` (literals, quoted names and comments
+    /// aside) or when `sql` has a COPY FROM STDIN or COPY TO STDOUT. Arguments: integers (an
+    /// unsigned one above INT64_MAX is Error{usage}), bool, float/double, std::string,
+    /// std::string_view, const char* (null is NULL), Blob (bytea), std::optional of those (empty is
+    /// NULL), std::nullopt.
     template <class... Args>
     ExecResult execute(std::string_view sql, const Args&... args) {
         const detail::ResultPtr result = run(sql, args...);

@@ -43,8 +43,9 @@ inline bool is_connection_sqlstate(std::string_view sqlstate) noexcept {
 /// The ErrorCode of a server error: 40001 serialization_failure and 40P01 deadlock_detected
 /// -> transaction_conflict, 25006 read_only_sql_transaction -> read_only, a connection
 /// SQLSTATE -> connection_lost, everything else -> database. (The connection raises
-/// connection_lost only when the session really ended: an ERROR-level 08P01, e.g. a bind
-/// message with the wrong number of arguments, leaves it usable and is `database`.)
+/// connection_lost only when the session really ended: an ERROR-level 08P01 leaves it usable
+/// and is `database`. A wrong number of arguments never gets that far: it is Error{usage}
+/// before sending.)
 inline ErrorCode error_code_for(std::string_view sqlstate) noexcept {
     if (sqlstate == "40001" || sqlstate == "40P01") return ErrorCode::transaction_conflict;
     if (sqlstate == "25006") return ErrorCode::read_only;
