@@ -407,6 +407,20 @@ TEST_CASE("masking: a password equal to the user name or short does not point at
     secrets.whole = {"1", "ab"};
     CHECK(redact("host \"127.0.0.1\" value \"1\" 'ab' tab \"abc\"", secrets, "***") ==
           "host \"127.0.0.1\" value \"***\" '***' tab \"abc\"");
+    // A URL password libpq read whole is masked whole: a message naming a table "secrets" is
+    // left alone. Cut apart (an unencoded '/'), every piece of it is masked.
+    const auto masked_by = [](const std::string& url, const std::string& text) {
+        ConnectOptions with;
+        with.conninfo = url;
+        const auto parsed = dbpool::pg::detail::parse_conninfo(with.conninfo);
+        return redact(text, dbpool::pg::detail::conninfo_secrets(with, parsed), "***");
+    };
+    CHECK(masked_by("postgresql://u:secretpw@h/db", "relation \"secrets\" has secretpw") ==
+          "relation \"secrets\" has ***");
+    CHECK(masked_by("postgresql://u:sec%2Fretpw@h/db", "relation \"secrets\" has sec/retpw") ==
+          "relation \"secrets\" has ***");
+    CHECK(masked_by("postgresql://u:sec/retpw@h/db", "relation \"secrets\"") ==
+          "relation \"***s\"");
     // Pieces: every 3-character piece, so a cut-apart password is covered in each field.
     secrets = Secrets{};
     secrets.pieces = {"Qv5/Kc3Rc"};

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace dbpool::pg {
@@ -171,12 +172,21 @@ inline std::string percent_decoded(std::string_view text) {
     return out;
 }
 
-// The URL's password text, as written and decoded: every 3-character piece is secret.
-inline void add_url_password(dbpool::detail::Secrets& secrets, std::string_view conninfo) {
+// The URL's password text, as written and decoded: every 3-character piece is secret, unless
+// libpq read exactly that as the password (`parsed`, when the string parsed at all): then
+// nothing of it went elsewhere, masking the whole password suffices, and ordinary messages are
+// spared masks for text that merely shares three letters with it.
+inline void add_url_password(dbpool::detail::Secrets& secrets, std::string_view conninfo,
+                             std::string_view parsed = {}, bool was_parsed = false) {
     const std::string_view written = url_password_text(conninfo);
     if (written.empty()) return;
+    std::string decoded = percent_decoded(written);
+    if (was_parsed && decoded == parsed) {
+        secrets.whole.push_back(std::move(decoded));
+        return;
+    }
     secrets.pieces.emplace_back(written);
-    secrets.pieces.push_back(percent_decoded(written));
+    secrets.pieces.push_back(std::move(decoded));
 }
 
 // Parses `conninfo` with libpq; throws Error{invalid_options} with a redacted message.
@@ -215,8 +225,9 @@ inline std::string conninfo_value(const Conninfo& options, std::string_view keyw
 inline dbpool::detail::Secrets conninfo_secrets(const ConnectOptions& options,
                                                 const Conninfo& parsed) {
     dbpool::detail::Secrets secrets;
-    secrets.whole = {options.password, conninfo_value(parsed, "password")};
-    add_url_password(secrets, options.conninfo);
+    const std::string password = conninfo_value(parsed, "password");
+    secrets.whole = {options.password, password};
+    add_url_password(secrets, options.conninfo, password, true);
     secrets.shown.push_back(conninfo_value(parsed, "user"));
     return secrets;
 }
