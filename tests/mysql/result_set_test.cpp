@@ -249,18 +249,23 @@ TEST_CASE("error messages name the statement without literals or the password",
     CHECK(std::string(echoed.what()).find("hunter22") == std::string::npos);
     CHECK_THAT(echoed.what(), Catch::Contains("<password>"));
 
-    // Issue 20: user "app" with password "app" must not read "<password>@host", and a short
-    // password is masked where a message quotes it on its own, never inside other text.
+    // Issue 20: user "app" with password "app" must not read "<password>@host" (nor show the
+    // password as the user name), and a short password is masked where a message quotes it on
+    // its own, never inside other text.
     using dbpool::mysql::detail::redact;
     CHECK(redact("mysql: cannot connect to app@db:3306: Access denied for user 'app'@'db'", "app",
                  "app") ==
-          "mysql: cannot connect to app@db:3306: Access denied for user 'app'@'db'");
+          "mysql: cannot connect to <user>@db:3306: Access denied for user '<user>'@'db'");
+    CHECK(redact("cannot connect to shop@db: user 'shop'", "Sekr1t", "shop") ==
+          "cannot connect to shop@db: user 'shop'");
+    CHECK(redact("for user 'ab'@'db'", "ab", "ab") == "for user '<user>'@'db'");
     CHECK(redact("near 'app' and xappx", "app", "bob") == "near '<password>' and x<password>x");
     CHECK(redact("near 'ab' at 127.0.0.1 tab", "ab", "u") == "near '<password>' at 127.0.0.1 tab");
     CHECK(redact("near '1' at 127.0.0.1", "1", "u") == "near '<password>' at 127.0.0.1");
     const Error same = make_error("query", "", 1064, "42000", "near 'app' for user 'app'",
                                   ServerInfo{}, "app", "app");
     CHECK(std::string(same.what()).find("<password>") == std::string::npos);
+    CHECK(std::string(same.what()).find("app") == std::string::npos);
 }
 
 TEST_CASE("connect errors say the errno in words", "[mysql][classify]") {

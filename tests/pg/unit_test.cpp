@@ -391,22 +391,29 @@ TEST_CASE("masking: a password equal to the user name or short does not point at
           "[pg][unit]") {
     using dbpool::detail::redact;
     using dbpool::detail::Secrets;
-    // User "app" with password "app": "***@host" would tell the reader the password.
-    ConnectOptions options = conninfo("postgresql://app:app@db.example:5432/app");
-    CHECK(options.describe() == "app@db.example:5432/app");
+    // User "app" with password "app": "***@host" would tell the reader the password, "app@host"
+    // would show it. The user name reads "<user>" wherever it occurs.
+    ConnectOptions options = conninfo("postgresql://app:app@db.example:5432/shop");
+    CHECK(options.describe() == "<user>@db.example:5432/shop");
     Secrets secrets;
     secrets.whole = {"app"};
-    secrets.shown = {"app"};
+    secrets.users = {"app"};
     CHECK(redact("password authentication failed for user \"app\"", secrets, "***") ==
-          "password authentication failed for user \"app\"");
-    // Outside the user name it is masked all the same.
-    secrets.shown = {"bob"};
-    CHECK(redact("user \"bob\" value \"app\" and xappx", secrets, "***") ==
-          "user \"bob\" value \"***\" and x***x");
-    // A short password: masked where a library quotes it alone, never inside other text.
+          "password authentication failed for user \"<user>\"");
+    // A user name holding the password hides whole; one that does not stays readable.
+    secrets.users = {"no-such-user-Sekr1t", "bob"};
+    secrets.whole = {"Sekr1t"};
+    CHECK(redact("no-such-user-Sekr1t@h: user \"bob\" value \"Sekr1t\" xSekr1tx", secrets, "***") ==
+          "<user>@h: user \"bob\" value \"***\" x***x");
+    // A short password: masked where a library quotes it alone, never inside other text, and a
+    // user name equal to it hides.
+    secrets = Secrets{};
     secrets.whole = {"1", "ab"};
+    secrets.users = {"u"};
     CHECK(redact("host \"127.0.0.1\" value \"1\" 'ab' tab \"abc\"", secrets, "***") ==
           "host \"127.0.0.1\" value \"***\" '***' tab \"abc\"");
+    secrets.users = {"ab"};
+    CHECK(redact("user \"ab\" on tab", secrets, "***") == "user \"<user>\" on tab");
     // A URL password libpq read whole is masked whole: a message naming a table "secrets" is
     // left alone. Cut apart (an unencoded '/'), every piece of it is masked.
     const auto masked_by = [](const std::string& url, const std::string& text) {

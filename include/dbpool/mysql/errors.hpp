@@ -164,13 +164,13 @@ inline std::string statement_excerpt(std::string_view sql) {
 // `text` with `secret` replaced by "<password>"; a library or server message may echo what it
 // was given, and a password must never reach a message. The rules are the backends' shared
 // ones (detail/redact.hpp): a 1-2 character secret only where it is quoted on its own, and a
-// match inside the user name `user` left alone, so a password equal to the user name does not
-// turn "app@host" into "<password>@host", which would tell the reader the password.
+// user name `user` that holds the password reads "<user>" as a whole, so user "app" with
+// password "app" gives "<user>@host", never "<password>@host" (which would tell the password).
 inline std::string redact(const std::string& text, std::string_view secret,
                           std::string_view user = {}) {
     dbpool::detail::Secrets secrets;
     secrets.whole.emplace_back(secret);
-    secrets.shown.emplace_back(user);
+    secrets.users.emplace_back(user);
     return dbpool::detail::redact(text, secrets, "<password>");
 }
 

@@ -221,14 +221,14 @@ inline std::string conninfo_value(const Conninfo& options, std::string_view keyw
 }
 
 // Everything a message about `options` must not show: the password option, the password
-// libpq parsed, what the URL has after "user:"; the user name libpq parsed is shown as such.
+// libpq parsed, what the URL has after "user:"; and the user name libpq parsed.
 inline dbpool::detail::Secrets conninfo_secrets(const ConnectOptions& options,
                                                 const Conninfo& parsed) {
     dbpool::detail::Secrets secrets;
     const std::string password = conninfo_value(parsed, "password");
     secrets.whole = {options.password, password};
     add_url_password(secrets, options.conninfo, password, true);
-    secrets.shown.push_back(conninfo_value(parsed, "user"));
+    secrets.users.push_back(conninfo_value(parsed, "user"));
     return secrets;
 }
 

@@ -822,7 +822,7 @@ inline void Connection::connect() {
             session.secrets.whole.emplace_back(environment);
         }
         if (const char* environment = std::getenv("PGUSER")) {
-            session.secrets.shown.emplace_back(environment);
+            session.secrets.users.emplace_back(environment);
         }
     }
     // Defaults first: the expanded connection string and the password override them.
