@@ -4,6 +4,7 @@
 /// mysql::ConnectOptions (where and how to connect, TLS), and the `mysql://` URL that fills it
 /// (docs/mysql.md describes every parameter).
 
+#include <dbpool/detail/redact.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/mysql/url.hpp>
 
@@ -98,7 +99,9 @@ struct ConnectOptions {
                (protocol == Protocol::automatic && host == "localhost");
     }
 
-    /// "user@host:port/database", or "user@/path/to.sock/database" for the socket; no password.
+    /// "user@host:port/database", or "user@/path/to.sock/database" for the socket; no password
+    /// (a user name that holds the password reads "<user>", the password elsewhere
+    /// "<password>").
     std::string describe() const {
         std::string text = user.empty() ? std::string() : user + "@";
         if (uses_unix_socket()) {
@@ -108,7 +111,12 @@ struct ConnectOptions {
             text += ":" + std::to_string(port);
         }
         if (!database.empty()) text += "/" + database;
-        return text;
+        // Every message names the connection through here (the multi-host and cluster errors
+        // too), so user "app" with password "app" must not show "app" here.
+        dbpool::detail::Secrets secrets;
+        secrets.whole.push_back(password);
+        secrets.users.push_back(user);
+        return dbpool::detail::redact(text, secrets, "<password>");
     }
 };
 
