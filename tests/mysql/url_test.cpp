@@ -156,6 +156,16 @@ TEST_CASE("from_url percent-decodes user and password", "[mysql][url]") {
     CHECK(options.describe() == "us@er@h:3306/db");
 }
 
+// Issue 20: describe() names the connection in every message (multi-host and cluster errors
+// too); a user name that holds the password must neither show it nor be marked as it.
+TEST_CASE("describe() hides a user name that holds the password", "[mysql][url]") {
+    CHECK(ConnectOptions::from_url("mysql://app:app@h/db").describe() == "<user>@h:3306/db");
+    CHECK(ConnectOptions::from_url("mysql://app2024:app@h/db").describe() == "<user>@h:3306/db");
+    CHECK(ConnectOptions::from_url("mysql://app:Sekr1t@h/app").describe() == "app@h:3306/app");
+    CHECK(ConnectOptions::from_url("mysql://u:shop@h/shop").describe() == "u@h:3306/<password>");
+    CHECK(ConnectOptions::from_url("mysql://ab:ab@h/db").describe() == "<user>@h:3306/db");
+}
+
 TEST_CASE("from_url accepts bracketed IPv6 hosts", "[mysql][url]") {
     const auto with_port = ConnectOptions::from_url("mysql://u:p@[::1]:3310/db");
     CHECK(with_port.host == "::1");

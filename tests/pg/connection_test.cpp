@@ -341,14 +341,14 @@ TEST_CASE("affected rows, command tags and statement errors", "[pg]") {
     }
     CHECK_THROWS_WITH(connection.query("SELEKT 1"), Catch::Contains("42601"));
     CHECK_THROWS_WITH(connection.query("SELECT 1; SELEKT 2; SELECT 3"), Catch::Contains("42601"));
-    // Fewer arguments than placeholders: the server refuses the bind (08P01 at ERROR level),
-    // which must not be mistaken for a lost connection.
+    // Fewer arguments than placeholders: refused before sending (the server would answer the
+    // bind with an ERROR-level 08P01, which must not be mistaken for a lost connection).
     try {
         connection.query("SELECT $1::int + $2::int", 1);
         FAIL("bind with a missing argument accepted");
     } catch (const Error& error) {
         INFO(error.what());
-        CHECK(error.code() == ErrorCode::database);
+        CHECK(error.code() == ErrorCode::usage);
         CHECK(Connection::classify_failure(error) == Failure::none);
     }
     CHECK_THROWS_WITH(connection.query(std::string("SELECT 1\0", 9)), Catch::Contains("NUL"));
@@ -605,15 +605,135 @@ TEST_CASE("notices reach on_notice and never stderr", "[pg]") {
     CHECK(throwing.ping());
 }
 
-TEST_CASE("COPY is refused and the connection stays usable", "[pg]") {
+// Issue 20, defect 4: COPY FROM STDIN was sent, ended with an error by dbpool, and came back as
+// `database` 57014 with the enclosing transaction failed.
+TEST_CASE("COPY is refused before sending: usage, and a transaction stays usable", "[pg]") {
     Connection connection(test_server().tcp());
     connection.execute("CREATE TEMP TABLE t_copy (v int)");
-    CHECK_THROWS_WITH(connection.query("COPY (SELECT generate_series(1, 1000)) TO STDOUT"),
-                      Catch::Contains("COPY is not supported"));
+    const auto usage = [&](const std::string& sql) {
+        try {
+            connection.execute(sql);
+            FAIL("COPY accepted: " << sql);
+        } catch (const Error& error) {
+            INFO(error.what());
+            CHECK(error.code() == ErrorCode::usage);
+            CHECK_THAT(error.what(), Catch::Contains("not supported"));
+            CHECK(Connection::classify_failure(error) == Failure::none);
+        }
+    };
+    usage("COPY (SELECT generate_series(1, 1000)) TO STDOUT");
     CHECK(connection.query("SELECT 1").scalar<int>() == 1);
-    CHECK_THROWS_AS(connection.execute("COPY t_copy FROM STDIN"), Error);
-    CHECK(connection.query("SELECT count(*) FROM t_copy").scalar<int>() == 0);
+    usage("COPY t_copy FROM STDIN");
     CHECK(connection.transaction_status() == TransactionStatus::idle);
+
+    connection.begin();
+    connection.execute("INSERT INTO t_copy VALUES (1)");
+    usage("copy t_copy (v) from stdin with (format csv)");
+    usage("INSERT INTO t_copy VALUES (2); COPY t_copy FROM STDIN");  // nothing of it runs
+    usage("COPY t_copy TO STDOUT");
+    CHECK(connection.transaction_status() == TransactionStatus::open);  // not failed
+    connection.execute("INSERT INTO t_copy VALUES (3)");
+    connection.commit();
+    CHECK(connection.query("SELECT string_agg(v::text, ',' ORDER BY v) FROM t_copy")
+              .scalar<std::string>() == "1,3");
+    // COPY to a server-side file from a query reading a table named stdin is not the client's:
+    // it is sent, and the server refuses it (this user may not write server files).
+    connection.execute("CREATE TEMP TABLE stdin (v int)");
+    try {
+        connection.execute("COPY (SELECT v FROM stdin) TO '/dev/null'");
+        FAIL("a non-superuser wrote a server file");
+    } catch (const Error& error) {
+        CHECK(error.code() == ErrorCode::database);
+        CHECK(error.sqlstate() == "42501");
+    }
+}
+
+// Issue 20, defect 3: extra arguments were bound as parameters nothing used.
+TEST_CASE("a wrong number of arguments is usage, and nothing is sent", "[pg]") {
+    Connection connection(test_server().tcp());
+    connection.execute("CREATE TEMP TABLE t_args (v int)");
+    const auto usage = [&](auto&& run) {
+        try {
+            run();
+            FAIL("a wrong argument count was accepted");
+        } catch (const Error& error) {
+            INFO(error.what());
+            CHECK(error.code() == ErrorCode::usage);
+            CHECK_THAT(error.what(), Catch::Contains("nothing was sent"));
+        }
+    };
+    connection.begin();
+    usage([&] { (void)connection.query("SELECT 7", 5); });
+    usage([&] { (void)connection.query("SELECT $1::int", 1, 2); });
+    usage([&] { (void)connection.query("SELECT $1::int + $2::int", 1); });
+    usage([&] { (void)connection.execute("INSERT INTO t_args VALUES (1)", 5); });
+    usage([&] { (void)connection.execute("INSERT INTO t_args VALUES ($1) -- $2", 1, 2); });
+    // Nothing reached the server: the transaction is not failed and nothing was inserted.
+    CHECK(connection.transaction_status() == TransactionStatus::open);
+    CHECK(connection.query("SELECT count(*) FROM t_args").scalar<int>() == 0);
+    connection.commit();
+    // Placeholders in literals, quoted names, comments and dollar quotes do not count.
+    CHECK(connection.query("SELECT '$2' || $1::text /* $3 */", "x").scalar<std::string>() == "$2x");
+    CHECK(connection.query("SELECT $q$ $9 $q$ || $1::text", "y").scalar<std::string>() == " $9 y");
+    CHECK(connection.query("SELECT $2::int - $1::int", 1, 10).scalar<int>() == 9);
+}
+
+// Issue 20, defect 2: now() + milliseconds::max() overflowed, so every statement timed out at once
+// (and every connect with a huge connect_timeout).
+TEST_CASE("a huge timeout means no limit", "[pg]") {
+    using std::chrono::milliseconds;
+    for (const milliseconds huge : {milliseconds::max(), std::chrono::duration_cast<milliseconds>(
+                                                             std::chrono::hours(24 * 365 * 400))}) {
+        ConnectOptions options = test_server().tcp();
+        options.connect_timeout = huge;
+        options.read_timeout = huge;
+        options.write_timeout = huge;
+        Connection connection(options);
+        CHECK(connection.query("SELECT pg_sleep(0.05)").size() == 1);
+        CHECK(connection.query("SELECT $1::int + 1", 41).scalar<int>() == 42);
+        CHECK(connection.ping());
+        CHECK(connection.is_open());
+    }
+}
+
+// Issue 20, defect 1: libpq cuts a URL password with an unencoded '@' or '/' into a host or a
+// database name, which its messages then show.
+TEST_CASE("a misplaced URL password never shows in a connect error", "[pg]") {
+    const std::string port = std::to_string(test_server().port);
+    const auto check = [](const Error& error, std::initializer_list<const char*> pieces) {
+        const std::string what = error.what();
+        INFO(what);
+        CHECK(error.code() == ErrorCode::connect_failed);
+        for (const char* piece : pieces) {
+            CHECK(what.find(piece) == std::string::npos);
+        }
+    };
+    // libpq: password "Qv4", host "Kb2Rb@host" (reached at hostaddr 127.0.0.1): 28P01.
+    auto [error, seconds] = connect_error(ConnectOptions::from_url(
+        "postgresql://" + test_server().user + ":Qv4@Kb2Rb@host:" + port + "/" +
+        test_server().database + "?hostaddr=127.0.0.1&sslmode=disable&connect_timeout=3"));
+    check(error, {"Qv4", "Kb2", "b2R", "2Rb"});
+    CHECK(error.sqlstate() == "28P01");
+    (void)seconds;
+    // libpq: host USER, port PORT, database "Kc3RcXz@127.0.0.1/db": unknown database (3D000),
+    // whose message quotes the name.
+    std::tie(error, seconds) = connect_error(ConnectOptions::from_url(
+        "postgresql://" + test_server().user + ":" + port +
+        "/Kc3RcXz@127.0.0.1/db?hostaddr=127.0.0.1&sslmode=disable&connect_timeout=3"));
+    check(error, {"Kc3", "c3R", "3Rc", "RcX", "cXz"});
+    // A user whose password is the user name: the user name reads "<user>" (neither shown,
+    // which shows the password, nor masked as the password, which tells it).
+    ConnectOptions same = test_server().tcp();
+    same.conninfo = "host=127.0.0.1 port=" + port +
+                    " user=nobody_same dbname=" + test_server().database + " sslmode=disable";
+    same.password = "nobody_same";
+    std::tie(error, seconds) = connect_error(same);
+    INFO(error.what());
+    CHECK(error.sqlstate() == "28P01");
+    CHECK_THAT(error.what(), Catch::Contains("<user>@127.0.0.1"));
+    CHECK_THAT(error.what(), Catch::Contains("user \"<user>\""));
+    CHECK(std::string(error.what()).find("nobody_same") == std::string::npos);
+    CHECK(std::string(error.what()).find("***") == std::string::npos);
 }
 
 TEST_CASE("connector opens a new connection per call", "[pg]") {

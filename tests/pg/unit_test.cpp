@@ -212,10 +212,10 @@ TEST_CASE("messages: SQLSTATE taken from verbose connect errors, passwords maske
     CHECK(dbpool::pg::detail::take_sqlstate(plain).empty());
     CHECK(plain == "could not connect: Connection refused");
 
-    std::string text = "user=app password=hunter22 and hunter22 again";
-    dbpool::pg::detail::mask(text, "hunter22");
-    CHECK(text == "user=app password=*** and *** again");
-    dbpool::pg::detail::mask(text, "");  // nothing to mask
+    dbpool::detail::Secrets secrets;
+    secrets.whole = {"hunter22", ""};  // an empty secret masks nothing
+    CHECK(dbpool::detail::redact("user=app password=hunter22 and hunter22 again", secrets, "***") ==
+          "user=app password=*** and *** again");
     CHECK(dbpool::pg::detail::one_line("a\n\tb\n  c\n") == "a b c");
 }
 
@@ -337,4 +337,175 @@ TEST_CASE("the statement cache evicts the least recently used name", "[pg][unit]
     cache.clear();
     CHECK(cache.size() == 0);
     CHECK(cache.find("a") == nullptr);
+}
+
+// Issue 20, defect 5: libpq checks the port only when connecting; dbpool promises
+// invalid_options at construction.
+TEST_CASE("a port that is not 1..65535 is refused by validate(), without echoing it",
+          "[pg][unit]") {
+    for (const std::string bad :
+         {"host=h port=abc", "host=h port=99999", "host=h port=-1", "host=h port=0",
+          "postgresql://h:Xq9/db", "host=a,b port=5432,x7Q", "host=h port=65536"}) {
+        INFO(bad);
+        const std::string message = invalid(conninfo(bad));
+        CHECK_THAT(message, Catch::Contains("port"));
+        CHECK_THAT(message, Catch::Contains("1 to 65535"));
+        for (const char* value : {"abc", "99999", "-1", "Xq9", "x7Q", "65536"}) {
+            CHECK(message.find(value) == std::string::npos);
+        }
+    }
+    for (const std::string good :
+         {"host=h port=1", "host=h port=65535", "host=a,b port=5432,", "host=a,b port=5432,5433",
+          "postgresql://h:5432/db", "host=h port=' 5432 '"}) {
+        INFO(good);
+        CHECK_NOTHROW(conninfo(good).validate());
+    }
+}
+
+// Issue 20, defect 1: libpq cuts a URL password with an unencoded '/' or '@' into a port, a
+// host or a database name, where masking the password it parsed does not reach.
+TEST_CASE("describe() never shows a piece of a misplaced URL password", "[pg][unit]") {
+    // Port "Qv5", database "Kc3Rc@127.0.0.1:5432/db" as libpq reads it.
+    ConnectOptions options = conninfo("postgresql://hf:Qv5/Kc3Rc@127.0.0.1:5432/db");
+    std::string text = options.describe();
+    INFO(text);
+    for (const char* piece : {"Qv5", "Kc3", "3Rc", "Qv5/Kc3Rc"}) {
+        CHECK(text.find(piece) == std::string::npos);
+    }
+    CHECK_THAT(invalid(options), Catch::Contains("percent-encoded"));
+    // User "hf", password "Qv4", host "Kb2Rb@host".
+    options.conninfo = "postgresql://hf:Qv4@Kb2Rb@host/db";
+    text = options.describe();
+    INFO(text);
+    CHECK(text.find("Kb2") == std::string::npos);
+    CHECK(text.find("Qv4") == std::string::npos);
+    CHECK_THAT(text, Catch::StartsWith("hf"));
+    CHECK_THAT(text, Catch::EndsWith("/db"));
+    // Encoded as the documents say, it reads back whole and describe() is unchanged.
+    options.conninfo = "postgresql://hf:Qv5%2FKc3Rc@127.0.0.1:5432/db";
+    CHECK_NOTHROW(options.validate());
+    CHECK(options.describe() == "hf@127.0.0.1:5432/db");
+}
+
+TEST_CASE("masking: a password equal to the user name or short does not point at itself",
+          "[pg][unit]") {
+    using dbpool::detail::redact;
+    using dbpool::detail::Secrets;
+    // User "app" with password "app": "***@host" would tell the reader the password, "app@host"
+    // would show it. The user name reads "<user>" wherever it occurs.
+    ConnectOptions options = conninfo("postgresql://app:app@db.example:5432/shop");
+    CHECK(options.describe() == "<user>@db.example:5432/shop");
+    Secrets secrets;
+    secrets.whole = {"app"};
+    secrets.users = {"app"};
+    CHECK(redact("password authentication failed for user \"app\"", secrets, "***") ==
+          "password authentication failed for user \"<user>\"");
+    // A user name holding the password hides whole; one that does not stays readable.
+    secrets.users = {"no-such-user-Sekr1t", "bob"};
+    secrets.whole = {"Sekr1t"};
+    CHECK(redact("no-such-user-Sekr1t@h: user \"bob\" value \"Sekr1t\" xSekr1tx", secrets, "***") ==
+          "<user>@h: user \"bob\" value \"***\" x***x");
+    // A short password: masked where a library quotes it alone, never inside other text, and a
+    // user name equal to it hides.
+    secrets = Secrets{};
+    secrets.whole = {"1", "ab"};
+    secrets.users = {"u"};
+    CHECK(redact("host \"127.0.0.1\" value \"1\" 'ab' tab \"abc\"", secrets, "***") ==
+          "host \"127.0.0.1\" value \"***\" '***' tab \"abc\"");
+    secrets.users = {"ab"};
+    CHECK(redact("user \"ab\" on tab", secrets, "***") == "user \"<user>\" on tab");
+    // A URL password libpq read whole is masked whole: a message naming a table "secrets" is
+    // left alone. Cut apart (an unencoded '/'), every piece of it is masked.
+    const auto masked_by = [](const std::string& url, const std::string& text) {
+        ConnectOptions with;
+        with.conninfo = url;
+        const auto parsed = dbpool::pg::detail::parse_conninfo(with.conninfo);
+        return redact(text, dbpool::pg::detail::conninfo_secrets(with, parsed), "***");
+    };
+    CHECK(masked_by("postgresql://u:secretpw@h/db", "relation \"secrets\" has secretpw") ==
+          "relation \"secrets\" has ***");
+    CHECK(masked_by("postgresql://u:sec%2Fretpw@h/db", "relation \"secrets\" has sec/retpw") ==
+          "relation \"secrets\" has ***");
+    CHECK(masked_by("postgresql://u:sec/retpw@h/db", "relation \"secrets\"") ==
+          "relation \"***s\"");
+    // Pieces: every 3-character piece, so a cut-apart password is covered in each field.
+    secrets = Secrets{};
+    secrets.pieces = {"Qv5/Kc3Rc"};
+    CHECK(redact("port \"Qv5\" dbname \"Kc3Rc@x\" other \"Kc\"", secrets, "***") ==
+          "port \"***\" dbname \"***@x\" other \"Kc\"");
+}
+
+// Issue 20, defect 2: a deadline of now() + milliseconds::max() overflowed into the past.
+TEST_CASE("a huge timeout means no limit, never an overflow", "[pg][unit]") {
+    using dbpool::pg::detail::deadline_after;
+    using std::chrono::milliseconds;
+    CHECK_FALSE(deadline_after(milliseconds::max()).bounded);
+    CHECK_FALSE(
+        deadline_after(std::chrono::duration_cast<milliseconds>(std::chrono::hours(24 * 365 * 400)))
+            .bounded);
+    CHECK_FALSE(deadline_after(milliseconds(0)).bounded);
+    const auto soon = deadline_after(milliseconds(500));
+    CHECK(soon.bounded);
+    CHECK(soon.at > dbpool::pg::detail::Clock::now());
+
+    ConnectOptions options = conninfo("host=127.0.0.1");
+    options.connect_timeout = milliseconds::max();
+    options.read_timeout = milliseconds::max();
+    options.write_timeout = milliseconds::max();
+    options.init_statements = {"SET a.b = 1", "SET a.c = 2"};
+    CHECK_NOTHROW(options.validate());
+    const auto bound = dbpool::pg::connector(options).connect_bound();
+    REQUIRE(bound.has_value());
+    CHECK(*bound == milliseconds::max());  // saturated, not wrapped negative
+}
+
+// Issue 20, defects 3 and 4: what check_statement() sees in a statement.
+TEST_CASE("statement scan: placeholders and COPY outside literals, names and comments",
+          "[pg][unit]") {
+    using dbpool::pg::detail::scan_sql;
+    struct Row {
+        const char* sql;
+        std::size_t highest;
+        bool copy;
+    };
+    const Row rows[] = {
+        {"SELECT 7", 0, false},
+        {"SELECT $1::int", 1, false},
+        {"SELECT $1 + $2, $1", 2, false},
+        {"SELECT $3", 3, false},
+        {"SELECT $10 -- $11\n", 10, false},
+        {"SELECT '$2', \"$3\", $1", 1, false},
+        {"SELECT 'it''s $2', $1", 1, false},
+        {"SELECT E'\\' $2', $1", 1, false},
+        {"SELECT e'a\\'b $2' || $1", 1, false},
+        {"SELECT $$ $2 $$, $1", 1, false},
+        {"SELECT $fn$ $2 $x$ $fn$, $1", 1, false},
+        {"SELECT /* $2 /* nested $3 */ $4 */ $1", 1, false},
+        {"SELECT a$1 FROM t", 0, false},
+        {"SELECT x1$2", 0, false},
+        {"SELECT arr[$1]", 1, false},
+        {"SELECT 1.5e3, $1", 1, false},
+        {"COPY t FROM STDIN", 0, true},
+        {"copy t (a, b) from stdin with (format csv)", 0, true},
+        {"COPY t TO STDOUT", 0, true},
+        {"COPY (SELECT * FROM stdin) TO '/tmp/x'", 0, false},
+        {"COPY t FROM '/tmp/stdin'", 0, false},
+        {"COPY stdin FROM '/tmp/x'", 0, false},
+        {"SELECT 1; COPY t FROM /* c */ STDIN; SELECT 2", 0, true},
+        {"SELECT 'COPY t FROM STDIN'", 0, false},
+        {"SELECT 1 FROM stdin", 0, false},
+        {"COPY t FROM 'x' ; SELECT stdin FROM t", 0, false},
+        {"SELECT '", 0, false},
+        {"SELECT $", 0, false},
+        {"SELECT $1 /* unterminated", 1, false},
+    };
+    for (const Row& row : rows) {
+        INFO(row.sql);
+        const auto shape = scan_sql(row.sql);
+        CHECK(shape.highest_param == row.highest);
+        CHECK(shape.copy_client == row.copy);
+    }
+    // standard_conforming_strings = off: a backslash escapes in every literal.
+    CHECK(scan_sql("SELECT 'a\\' $2', $1", false).highest_param == 1);
+    CHECK(scan_sql("SELECT 'a\\', $1", true).highest_param == 1);
 }

@@ -54,20 +54,27 @@ inline std::string client_library() {
 }
 
 // The connection's socket descriptor, or -1: only for closing this process's copy after fork().
-// Connector/C has mysql_get_socket(); Oracle's library keeps the descriptor in MYSQL::net.fd.
+// Connector/C has mysql_get_socket() (-1 once the connection is gone); Oracle's library keeps
+// the descriptor in MYSQL::net.fd, and after a lost connection its end_server()
+// (sql-common/client.cc) deletes the Vio, closing the socket, and sets net.vio to null "as a
+// marker", but net_end() leaves net.fd as it was: that number may by now belong to another
+// file, which abandon() would close. So net.fd counts only while net.vio is set.
 inline int native_socket(MYSQL* mysql) noexcept {
 #if DBPOOL_MYSQL_MARIADB_CLIENT
     return static_cast<int>(mysql_get_socket(mysql));
 #else
-    return static_cast<int>(mysql->net.fd);
+    return mysql->net.vio != nullptr ? static_cast<int>(mysql->net.fd) : -1;
 #endif
 }
 
 // Binds the parameters of a prepared statement. Oracle deprecated mysql_stmt_bind_param in 8.2
-// (and later removed it) in favour of mysql_stmt_bind_named_param, which takes unnamed
-// parameters when `names` is null. Returns true on failure, like the C API.
+// (its header warns from 8.3) in favour of mysql_stmt_bind_named_param, which takes unnamed
+// parameters when `names` is null. The new call exists from 8.2.0 but works reliably only from
+// 8.3.0 (MySQL bug #112893; DBD::mysql, Connector/C++ and TinyORM gate it at 80300 for that
+// reason), and the old one still works in 8.2 without a warning: so 8.2 keeps the old call.
+// Returns true on failure, like the C API.
 inline bool bind_parameters(MYSQL_STMT* statement, MYSQL_BIND* binds, unsigned count) {
-#if DBPOOL_MYSQL_MARIADB_CLIENT || DBPOOL_MYSQL_ORACLE_VERSION_ID < 80200
+#if DBPOOL_MYSQL_MARIADB_CLIENT || DBPOOL_MYSQL_ORACLE_VERSION_ID < 80300
     (void)count;
     return mysql_stmt_bind_param(statement, binds) != 0;
 #else

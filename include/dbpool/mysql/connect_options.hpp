@@ -4,6 +4,7 @@
 /// mysql::ConnectOptions (where and how to connect, TLS), and the `mysql://` URL that fills it
 /// (docs/mysql.md describes every parameter).
 
+#include <dbpool/detail/redact.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/mysql/url.hpp>
 
@@ -60,6 +61,10 @@ enum class Protocol {
 /// Statements to run after every (re)connect belong in the pool's or steady connection's
 /// `setsession` option (PoolOptions::setsession, SteadyOptions::setsession), which is replayed
 /// after every reconnect and every full session reset.
+///
+/// Timeouts have no upper bound of their own; the client libraries keep them in milliseconds in
+/// an int, so above 2147483 s (24.8 days) a read or write timeout means none and a connect
+/// timeout is taken as 2147483 s: `std::chrono::seconds::max()` means no limit.
 struct ConnectOptions {
     std::string host = "localhost";            ///< Host name or IP; see `protocol` for "localhost".
     std::uint16_t port = 3306;                 ///< TCP port (not used for the unix socket).
@@ -70,8 +75,8 @@ struct ConnectOptions {
     std::string database;                      ///< Default database; empty = none.
     std::string charset = "utf8mb4";           ///< Connection character set.
     std::chrono::seconds connect_timeout{10};  ///< Bound on the whole connect (>= 1 s).
-    std::chrono::seconds read_timeout{30};     ///< Bound on each read (0 = none).
-    std::chrono::seconds write_timeout{30};    ///< Bound on each write (0 = none).
+    std::chrono::seconds read_timeout{30};     ///< Bound on each read (0 = none; bound above).
+    std::chrono::seconds write_timeout{30};    ///< Bound on each write (0 = none; bound above).
     TlsOptions tls;                            ///< TLS settings.
 
     /// Parses `mysql://user:pass@host:3306/db?charset=utf8mb4&ssl-mode=required&...`; throws
@@ -94,7 +99,9 @@ struct ConnectOptions {
                (protocol == Protocol::automatic && host == "localhost");
     }
 
-    /// "user@host:port/database", or "user@/path/to.sock/database" for the socket; no password.
+    /// "user@host:port/database", or "user@/path/to.sock/database" for the socket; no password
+    /// (a user name that holds the password reads "<user>", the password elsewhere
+    /// "<password>").
     std::string describe() const {
         std::string text = user.empty() ? std::string() : user + "@";
         if (uses_unix_socket()) {
@@ -104,7 +111,12 @@ struct ConnectOptions {
             text += ":" + std::to_string(port);
         }
         if (!database.empty()) text += "/" + database;
-        return text;
+        // Every message names the connection through here (the multi-host and cluster errors
+        // too), so user "app" with password "app" must not show "app" here.
+        dbpool::detail::Secrets secrets;
+        secrets.whole.push_back(password);
+        secrets.users.push_back(user);
+        return dbpool::detail::redact(text, secrets, "<password>");
     }
 };
 

@@ -4,6 +4,7 @@
 /// How MySQL/MariaDB errors are classified for callers (ErrorCode) and pools (Failure).
 
 #include <dbpool/connection_traits.hpp>
+#include <dbpool/detail/redact.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/mysql/server_info.hpp>
 
@@ -160,30 +161,25 @@ inline std::string statement_excerpt(std::string_view sql) {
     return out;
 }
 
-// `text` with the password masked where a message can carry it: a URL's user-info,
-// "user:SECRET@host" -> "user:<password>@host", whatever the password's length. dbpool's own
-// text never holds a password (ConnectOptions::describe() leaves it out); this is for a client
-// library's message that echoes a connection URL. Only that position is masked: replacing the
-// secret wherever it occurs would tell the reader the password whenever it equals another word
-// of the message (user "app", password "app": "<password>@host").
-inline std::string redact(std::string text, std::string_view secret) {
-    if (secret.empty()) return text;
-    std::string userinfo = ":";
-    userinfo += secret;
-    userinfo += '@';
-    for (std::size_t at = text.find(userinfo); at != std::string::npos;
-         at = text.find(userinfo, at)) {
-        text.replace(at + 1, secret.size(), "<password>");
-        at += std::string_view(":<password>@").size();
-    }
-    return text;
+// `text` with `secret` replaced by "<password>"; a library or server message may echo what it
+// was given, and a password must never reach a message. The rules are the backends' shared
+// ones (detail/redact.hpp): a 1-2 character secret only where it is quoted on its own, and a
+// user name `user` that holds the password reads "<user>" as a whole, so user "app" with
+// password "app" gives "<user>@host", never "<password>@host" (which would tell the password).
+inline std::string redact(const std::string& text, std::string_view secret,
+                          std::string_view user = {}) {
+    dbpool::detail::Secrets secrets;
+    secrets.whole.emplace_back(secret);
+    secrets.users.emplace_back(user);
+    return dbpool::detail::redact(text, secrets, "<password>");
 }
 
 // One formatted, classified Error for a failed step. `sql` may be empty; it is shown as an
 // excerpt (never with parameter values: those are bound separately).
 inline Error make_error(std::string_view step, std::string_view sql, int native_code,
                         std::string_view sqlstate, std::string_view message,
-                        const ServerInfo& server, std::string_view secret = {}) {
+                        const ServerInfo& server, std::string_view secret = {},
+                        std::string_view user = {}) {
     std::string text = "mysql: ";
     text += step;
     if (!sql.empty()) {
@@ -199,7 +195,7 @@ inline Error make_error(std::string_view step, std::string_view sql, int native_
     text += "] ";
     text += message.empty() ? std::string_view("(no message)") : message;
     const ErrorClass what = classify_error(native_code, sqlstate, message, server);
-    return Error(what.code, redact(std::move(text), secret), native_code, std::string(sqlstate));
+    return Error(what.code, redact(text, secret, user), native_code, std::string(sqlstate));
 }
 
 // A usage error detected on the client side (wrong argument count, bad conversion, ...).

@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -25,6 +26,24 @@
 #include <utility>
 
 namespace dbpool::mysql::detail {
+
+// The longest timeout the client libraries take: both keep it in milliseconds in an int.
+// MariaDB Connector/C multiplies by 1000 unchecked (pvio_socket_set_timeout: signed overflow);
+// Oracle's vio_timeout() reads more than INT_MAX / 1000 seconds as infinite.
+inline constexpr std::chrono::seconds longest_client_timeout{std::numeric_limits<int>::max() /
+                                                             1000};
+
+// `value` as the seconds to hand to mysql_options(), 0 meaning "do not set it": beyond
+// longest_client_timeout a read or write bound is none (the caller's "no limit", e.g.
+// seconds::max()) and a connect bound is longest_client_timeout (24.8 days). A plain cast would
+// wrap instead: 2^32 + 5 s became 5 s.
+inline unsigned int client_timeout(std::chrono::seconds value, bool connect) noexcept {
+    if (value.count() <= 0) return 0;
+    if (value > longest_client_timeout) {
+        return connect ? static_cast<unsigned int>(longest_client_timeout.count()) : 0U;
+    }
+    return static_cast<unsigned int>(value.count());
+}
 
 // The errno at the end of a client message ("... (111)"), or 0.
 inline int trailing_errno(std::string_view message) noexcept {
@@ -147,7 +166,7 @@ public:
                                    to_string(options_.tls.mode) +
                                    ") but the server did not switch to TLS; the connection was "
                                    "closed before any statement was sent",
-                               options_.password),
+                               options_.password, options_.user),
                         2026, "HY000");
         }
         handle_ = guard.release();
@@ -211,28 +230,25 @@ public:
     Error error(std::string_view step, std::string_view sql = {}) const {
         MYSQL* mysql = handle();
         return make_error(step, sql, static_cast<int>(mysql_errno(mysql)), mysql_sqlstate(mysql),
-                          mysql_error(mysql), server_, options_.password);
+                          mysql_error(mysql), server_, options_.password, options_.user);
     }
 
     // The statement's last error as a classified Error for `step` of `sql`.
     Error error(MYSQL_STMT* statement, std::string_view step, std::string_view sql) const {
         return make_error(step, sql, static_cast<int>(mysql_stmt_errno(statement)),
                           mysql_stmt_sqlstate(statement), mysql_stmt_error(statement), server_,
-                          options_.password);
+                          options_.password, options_.user);
     }
 
 private:
     void set_options(MYSQL* mysql) const {
-        const auto seconds = [](std::chrono::seconds value) {
-            return static_cast<unsigned int>(value.count());
-        };
         // Connector/C bounds the handshake by connect_timeout too, so a listener that accepts
         // and never answers fails in time (tested).
-        const unsigned int connect_timeout = seconds(options_.connect_timeout);
+        const unsigned int connect_timeout = client_timeout(options_.connect_timeout, true);
         mysql_options(mysql, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
-        const unsigned int read_timeout = seconds(options_.read_timeout);
+        const unsigned int read_timeout = client_timeout(options_.read_timeout, false);
         if (read_timeout > 0) mysql_options(mysql, MYSQL_OPT_READ_TIMEOUT, &read_timeout);
-        const unsigned int write_timeout = seconds(options_.write_timeout);
+        const unsigned int write_timeout = client_timeout(options_.write_timeout, false);
         if (write_timeout > 0) mysql_options(mysql, MYSQL_OPT_WRITE_TIMEOUT, &write_timeout);
         // MYSQL_OPT_RECONNECT is off by default in both libraries and is left alone: Oracle's
         // library warns on stderr whenever it is set (8.0.34+) and no longer has it (9.0).
@@ -330,8 +346,8 @@ private:
             }
             text += ")";
         }
-        throw Error(ErrorCode::connect_failed, redact(std::move(text), options_.password), number,
-                    sqlstate);
+        throw Error(ErrorCode::connect_failed, redact(text, options_.password, options_.user),
+                    number, sqlstate);
     }
 
     ConnectOptions options_;

@@ -4,6 +4,7 @@
 /// pg::ConnectOptions: a libpq connection string plus dbpool's timeouts, init statements and
 /// notice hook.
 
+#include <dbpool/detail/redact.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/pg/errors.hpp>
 
@@ -13,11 +14,13 @@
 #include <charconv>
 #include <chrono>
 #include <cstddef>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace dbpool::pg {
@@ -41,13 +44,15 @@ struct ConnectOptions {
     /// Password; overrides one in conninfo. Never printed or put into messages.
     std::string password;
     /// Bound on the whole connect: TCP, TLS and authentication over every host tried (name
-    /// resolution and init statements aside); a positive `connect_timeout=N` in conninfo
-    /// replaces it (N seconds).
+    /// resolution and init statements aside); positive, no upper bound (milliseconds::max()
+    /// means no limit). A positive `connect_timeout=N` in conninfo replaces it (N seconds, at
+    /// most one year).
     std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
-    /// How long a statement may wait for the server's reply (0 = forever); on expiry the
-    /// connection is closed and Error{connection_lost} thrown.
+    /// How long a statement may wait for the server's reply (0 or milliseconds::max() =
+    /// forever; no upper bound); on expiry the connection is closed and Error{connection_lost}
+    /// thrown.
     std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};
-    /// How long sending a statement may make no progress (0 = forever).
+    /// How long sending a statement may make no progress (0 or milliseconds::max() = forever).
     std::chrono::milliseconds write_timeout{std::chrono::seconds(30)};
     /// Statements run after connecting and after every session reset.
     std::vector<std::string> init_statements;
@@ -63,10 +68,13 @@ struct ConnectOptions {
     /// when it throws.
     static ConnectOptions from_url(std::string_view conninfo);
 
-    /// Throws Error{invalid_options} naming the first field that is wrong.
+    /// Throws Error{invalid_options} naming the first field that is wrong (also a port in
+    /// conninfo or PGPORT that is not 1..65535, which libpq would find only when connecting).
     void validate() const;
 
-    /// "user@host:port/database" as far as the connection string says; no password.
+    /// "user@host:port/database" as far as the connection string says; no password, nor any
+    /// 3-character piece of what a URL has after "user:" (libpq may have cut a password with an
+    /// unencoded '/' or '@' into the host, port or database: those pieces read "***").
     std::string describe() const;
 
     /// The connect bound: conninfo's positive connect_timeout (seconds), else connect_timeout.
@@ -124,6 +132,63 @@ inline std::string redact_quoted(std::string_view message) {
     return out;
 }
 
+// What the user wrote after "user:" in a postgresql:// URL: up to the last '@', since a
+// password with an unencoded '/', '@', '?' or ':' is cut by libpq into a host, a port or a
+// database name (postgresql://hf:Qv5/Kc3Rc@host reads as host "hf", port "Qv5"). Empty for a
+// keyword/value string or a URL without "user:...@". An '@' later in the URL (in a parameter)
+// makes it longer than the password: that only masks more.
+inline std::string_view url_password_text(std::string_view conninfo) {
+    std::size_t start = 0;
+    for (const std::string_view prefix : {"postgresql://", "postgres://"}) {
+        if (conninfo.substr(0, prefix.size()) == prefix) start = prefix.size();
+    }
+    if (start == 0) return {};
+    const std::size_t at = conninfo.rfind('@');
+    if (at == std::string_view::npos || at < start) return {};
+    const std::size_t colon = conninfo.find(':', start);
+    if (colon == std::string_view::npos || colon > at) return {};
+    return conninfo.substr(colon + 1, at - colon - 1);
+}
+
+// `text` with %XX escapes decoded (an invalid escape is kept as written).
+inline std::string percent_decoded(std::string_view text) {
+    const auto hex = [](char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
+            hex(text[i + 2]) >= 0) {
+            out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
+            i += 2;
+        } else {
+            out += text[i];
+        }
+    }
+    return out;
+}
+
+// The URL's password text, as written and decoded: every 3-character piece is secret, unless
+// libpq read exactly that as the password (`parsed`, when the string parsed at all): then
+// nothing of it went elsewhere, masking the whole password suffices, and ordinary messages are
+// spared masks for text that merely shares three letters with it.
+inline void add_url_password(dbpool::detail::Secrets& secrets, std::string_view conninfo,
+                             std::string_view parsed = {}, bool was_parsed = false) {
+    const std::string_view written = url_password_text(conninfo);
+    if (written.empty()) return;
+    std::string decoded = percent_decoded(written);
+    if (was_parsed && decoded == parsed) {
+        secrets.whole.push_back(std::move(decoded));
+        return;
+    }
+    secrets.pieces.emplace_back(written);
+    secrets.pieces.push_back(std::move(decoded));
+}
+
 // Parses `conninfo` with libpq; throws Error{invalid_options} with a redacted message.
 inline Conninfo parse_conninfo(const std::string& conninfo) {
     char* raw_error = nullptr;
@@ -131,7 +196,18 @@ inline Conninfo parse_conninfo(const std::string& conninfo) {
     if (parsed == nullptr) {
         std::string message = raw_error != nullptr ? one_line(raw_error) : "out of memory";
         if (raw_error != nullptr) PQfreemem(raw_error);
-        options_error("the connection string is invalid: " + redact_quoted(message));
+        // A '"' in the string itself makes libpq's quotes ambiguous: nothing after the first
+        // quote is kept then.
+        const std::size_t quote = message.find('"');
+        if (conninfo.find('"') != std::string::npos && quote != std::string::npos) {
+            message = message.substr(0, quote) + "\"...\"";
+        } else {
+            message = redact_quoted(message);
+        }
+        dbpool::detail::Secrets secrets;
+        add_url_password(secrets, conninfo);
+        options_error("the connection string is invalid: " +
+                      dbpool::detail::redact(message, secrets, "***"));
     }
     return Conninfo(parsed);
 }
@@ -142,6 +218,41 @@ inline std::string conninfo_value(const Conninfo& options, std::string_view keyw
         if (keyword == o->keyword) return o->val != nullptr ? o->val : "";
     }
     return {};
+}
+
+// Everything a message about `options` must not show: the password option, the password
+// libpq parsed, what the URL has after "user:"; and the user name libpq parsed.
+inline dbpool::detail::Secrets conninfo_secrets(const ConnectOptions& options,
+                                                const Conninfo& parsed) {
+    dbpool::detail::Secrets secrets;
+    const std::string password = conninfo_value(parsed, "password");
+    secrets.whole = {options.password, password};
+    add_url_password(secrets, options.conninfo, password, true);
+    secrets.users.push_back(conninfo_value(parsed, "user"));
+    return secrets;
+}
+
+// Whether `text` is a port list libpq accepts: comma-separated numbers from 1 to 65535 (an
+// empty entry means the default); libpq itself finds out only when connecting.
+inline bool valid_port_list(std::string_view text) {
+    for (;;) {
+        const std::size_t comma = text.find(',');
+        std::string_view port = text.substr(0, comma);
+        while (!port.empty() && (port.front() == ' ' || port.front() == '\t'))
+            port.remove_prefix(1);
+        while (!port.empty() && (port.back() == ' ' || port.back() == '\t'))
+            port.remove_suffix(1);
+        if (!port.empty()) {
+            unsigned long number = 0;
+            const char* end = port.data() + port.size();
+            const auto result = std::from_chars(port.data(), end, number);
+            if (result.ec != std::errc() || result.ptr != end || number < 1 || number > 65535) {
+                return false;
+            }
+        }
+        if (comma == std::string_view::npos) return true;
+        text.remove_prefix(comma + 1);
+    }
 }
 
 }  // namespace detail
@@ -161,7 +272,20 @@ inline void ConnectOptions::validate() const {
     if (password.find('\0') != std::string::npos) {
         detail::options_error("password contains a NUL byte");
     }
-    (void)detail::parse_conninfo(conninfo);
+    const detail::Conninfo parsed = detail::parse_conninfo(conninfo);
+    // The value is never echoed: a misplaced password may have ended up in it.
+    const std::string port = detail::conninfo_value(parsed, "port");
+    if (!detail::valid_port_list(port)) {
+        detail::options_error(
+            "the port in the connection string must be a number from 1 to 65535 (a URL "
+            "password with '/', '@', ':' or '?' must be percent-encoded: %2F, %40, %3A, %3F)");
+    }
+    if (port.empty()) {
+        const char* environment = std::getenv("PGPORT");
+        if (environment != nullptr && !detail::valid_port_list(environment)) {
+            detail::options_error("PGPORT must be a number from 1 to 65535");
+        }
+    }
     (void)effective_connect_timeout();
     if (connect_timeout.count() <= 0) detail::options_error("connect_timeout must be positive");
     if (read_timeout.count() < 0) detail::options_error("read_timeout must not be negative");
@@ -211,7 +335,8 @@ inline std::string ConnectOptions::describe() const {
     text += host.empty() ? std::string("(default host)") : host;
     if (!port.empty()) text += ":" + port;
     if (!database.empty()) text += "/" + database;
-    return text;
+    // libpq may have put pieces of a misplaced URL password into the host, port or database.
+    return dbpool::detail::redact(text, detail::conninfo_secrets(*this, parsed), "***");
 }
 
 }  // namespace dbpool::pg

@@ -4,11 +4,14 @@
 /// pg::Connection: one PostgreSQL connection over libpq, and its TransactionStatus.
 
 #include <dbpool/connection_traits.hpp>
+#include <dbpool/detail/redact.hpp>
+#include <dbpool/detail/saturating.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/pg/connect_options.hpp>
 #include <dbpool/pg/errors.hpp>
 #include <dbpool/pg/params.hpp>
 #include <dbpool/pg/result_set.hpp>
+#include <dbpool/pg/sql_scan.hpp>
 #include <dbpool/pg/statement_cache.hpp>
 
 #include <dlfcn.h>
@@ -55,9 +58,13 @@ struct Deadline {
     Clock::time_point at{};
 };
 
+// A timeout too large for the clock (milliseconds::max(), 400 years) means no limit: adding it
+// to now() would overflow into the past and time out at once.
 inline Deadline deadline_after(std::chrono::milliseconds timeout) {
     if (timeout.count() <= 0) return {};
-    return {true, Clock::now() + timeout};
+    const Clock::time_point at = dbpool::detail::saturating_add(Clock::now(), timeout);
+    if (at == Clock::time_point::max()) return {};
+    return {true, at};
 }
 
 // What libpq's notice callback points at: on the heap, so moving a Connection never moves it.
@@ -73,7 +80,7 @@ struct Session {
     PGconn* conn = nullptr;
     ConnectOptions options;
     StatementCache statements;
-    std::vector<std::string> secrets;  // passwords, masked in every message
+    dbpool::detail::Secrets secrets;  // masked in every message
     // The server announced (a FATAL notice while idle) that it is ending this session.
     bool closing = false;
     std::string closing_sqlstate;
@@ -321,9 +328,12 @@ public:
     }
 
     /// Runs `sql` with `$1`... bound to `args` (prepared, cached) or, without args, through the
-    /// simple protocol; any rows are discarded. Arguments: integers (an unsigned one above
-    /// INT64_MAX is Error{usage}), bool, float/double, std::string, std::string_view, const char*
-    /// (null is NULL), Blob (bytea), std::optional of those (empty is NULL), std::nullopt.
+    /// simple protocol; any rows are discarded. Before anything is sent, Error{usage} when the
+    /// number of args is not the highest `$n` in `sql` (literals, quoted names and comments
+    /// aside) or when `sql` has a COPY FROM STDIN or COPY TO STDOUT. Arguments: integers (an
+    /// unsigned one above INT64_MAX is Error{usage}), bool, float/double, std::string,
+    /// std::string_view, const char* (null is NULL), Blob (bytea), std::optional of those (empty is
+    /// NULL), std::nullopt.
     template <class... Args>
     ExecResult execute(std::string_view sql, const Args&... args) {
         const detail::ResultPtr result = run(sql, args...);
@@ -412,12 +422,8 @@ private:
         if (session_->conn != nullptr) PQfinish(std::exchange(session_->conn, nullptr));
     }
 
-    std::string masked(std::string text) const {
-        if (session_) {
-            for (const std::string& secret : session_->secrets)
-                detail::mask(text, secret);
-        }
-        return text;
+    std::string masked(const std::string& text) const {
+        return session_ ? dbpool::detail::redact(text, session_->secrets, "***") : text;
     }
 
     // Raises a failure libpq saw without a server error.
@@ -570,6 +576,7 @@ private:
         detail::ResultPtr last;
         detail::ResultPtr error;
         bool copy = false;
+        bool copy_in = false;
         for (int count = 0; count < 1000000; ++count) {
             while (PQisBusy(conn) != 0) {
                 if (detail::wait_socket(conn, POLLIN, deadline) == 0) {
@@ -582,6 +589,7 @@ private:
             switch (PQresultStatus(result.get())) {
                 case PGRES_COPY_IN:
                     copy = true;
+                    copy_in = true;
                     (void)PQputCopyEnd(conn, "dbpool does not support COPY FROM STDIN");
                     flush(conn, what);
                     break;
@@ -603,6 +611,17 @@ private:
             }
         }
         detail::drain_notifications(conn);
+        // Only a COPY that check_statement() did not recognise gets here: ending it with an
+        // error is the one way that writes nothing, and the server reports it (57014).
+        if (copy_in && is_open() && PQstatus(conn) == CONNECTION_OK) {
+            detail::raise_usage(
+                std::string(what) +
+                ": COPY FROM STDIN is not supported (dbpool ended it with an error, so nothing "
+                "was copied" +
+                (transaction_status() == TransactionStatus::failed
+                     ? "; the enclosing transaction has failed: roll it back)"
+                     : ")"));
+        }
         if (error) raise_result(what, error.get());
         if (copy) {
             detail::raise_usage(std::string(what) +
@@ -671,9 +690,35 @@ private:
         return name;
     }
 
+    // Whether the server reads '...' without backslash escapes (the default since 9.1).
+    bool standard_strings() const noexcept {
+        if (!is_open()) return true;
+        const char* value = PQparameterStatus(session_->conn, "standard_conforming_strings");
+        return value == nullptr || std::strcmp(value, "off") != 0;
+    }
+
+    // Refuses, before anything is sent, what dbpool cannot run: COPY to or from the client
+    // (its data would have to flow through this call; answering COPY IN with an error would
+    // fail an enclosing transaction) and a number of arguments other than the highest `$n`
+    // (the server takes extra ones silently, as parameters nothing uses).
+    void check_statement(std::string_view sql, std::size_t arguments) const {
+        const detail::SqlShape shape = detail::scan_sql(sql, standard_strings());
+        if (shape.copy_client) {
+            detail::raise_usage(
+                "COPY FROM STDIN and COPY TO STDOUT are not supported; nothing was sent");
+        }
+        if (arguments > 0 && shape.highest_param != arguments) {
+            detail::raise_usage("the statement's highest placeholder is $" +
+                                std::to_string(shape.highest_param) + " but " +
+                                std::to_string(arguments) +
+                                " argument(s) were given (one per $1..$n); nothing was sent");
+        }
+    }
+
     template <class... Args>
     detail::ResultPtr run(std::string_view sql, const Args&... args) {
         const std::string text = checked_sql(sql);
+        check_statement(text, sizeof...(Args));
         if constexpr (sizeof...(Args) == 0) {
             return exchange("query",
                             [&text](PGconn* conn) { return PQsendQuery(conn, text.c_str()); });
@@ -760,7 +805,7 @@ inline void Connection::connect_error(const std::string& why, bool timed_out) {
     std::string text = "pg: cannot connect to " + session_->options.describe() + ": ";
     if (!sqlstate.empty()) text += "[" + sqlstate + "] ";
     text += message;
-    text = masked(std::move(text));
+    text = masked(text);
     drop();
     throw Error(ErrorCode::connect_failed, text, 0, sqlstate);
 }
@@ -770,11 +815,14 @@ inline void Connection::connect() {
     const ConnectOptions& options = session.options;
     {
         const detail::Conninfo parsed = detail::parse_conninfo(options.conninfo);
-        session.secrets = {options.password, detail::conninfo_value(parsed, "password")};
+        session.secrets = detail::conninfo_secrets(options, parsed);
         // libpq never prints a password, but the one it may take from the environment is
         // masked too, should a server message ever echo it.
         if (const char* environment = std::getenv("PGPASSWORD")) {
-            session.secrets.emplace_back(environment);
+            session.secrets.whole.emplace_back(environment);
+        }
+        if (const char* environment = std::getenv("PGUSER")) {
+            session.secrets.users.emplace_back(environment);
         }
     }
     // Defaults first: the expanded connection string and the password override them.
@@ -810,7 +858,7 @@ inline void Connection::connect() {
     PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
     if (PQsetnonblocking(conn, 1) != 0) connect_error("cannot switch to non-blocking mode");
     // The password libpq really used (it may come from PGPASSWORD or a password file).
-    if (const char* used = PQpass(conn)) session.secrets.emplace_back(used);
+    if (const char* used = PQpass(conn)) session.secrets.whole.emplace_back(used);
 
     try {
         for (const std::string& statement : options.init_statements)

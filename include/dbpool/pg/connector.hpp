@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -53,9 +54,14 @@ inline std::optional<std::chrono::milliseconds> connect_bound(const ConnectOptio
         if (options.read_timeout.count() == 0 || options.write_timeout.count() == 0) {
             return std::nullopt;
         }
-        const auto statements =
-            static_cast<std::chrono::milliseconds::rep>(options.init_statements.size());
-        bound += statements * (options.read_timeout + options.write_timeout);
+        // Saturating: a timeout of milliseconds::max() means no limit, never a negative sum.
+        using std::chrono::milliseconds;
+        const auto plus = [](milliseconds a, milliseconds b) {
+            return b > milliseconds::max() - a ? milliseconds::max() : a + b;
+        };
+        const milliseconds each = plus(options.read_timeout, options.write_timeout);
+        for (std::size_t i = 0; i < options.init_statements.size(); ++i)
+            bound = plus(bound, each);
     }
     return bound;
 }

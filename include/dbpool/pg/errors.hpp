@@ -43,8 +43,9 @@ inline bool is_connection_sqlstate(std::string_view sqlstate) noexcept {
 /// The ErrorCode of a server error: 40001 serialization_failure and 40P01 deadlock_detected
 /// -> transaction_conflict, 25006 read_only_sql_transaction -> read_only, a connection
 /// SQLSTATE -> connection_lost, everything else -> database. (The connection raises
-/// connection_lost only when the session really ended: an ERROR-level 08P01, e.g. a bind
-/// message with the wrong number of arguments, leaves it usable and is `database`.)
+/// connection_lost only when the session really ended: an ERROR-level 08P01 leaves it usable
+/// and is `database`. A wrong number of arguments never gets that far: it is Error{usage}
+/// before sending.)
 inline ErrorCode error_code_for(std::string_view sqlstate) noexcept {
     if (sqlstate == "40001" || sqlstate == "40P01") return ErrorCode::transaction_conflict;
     if (sqlstate == "25006") return ErrorCode::read_only;
@@ -73,16 +74,6 @@ namespace detail {
 // A usage error detected on the client side (wrong argument, bad conversion, ...).
 [[noreturn]] inline void raise_usage(const std::string& message) {
     throw Error(ErrorCode::usage, "pg: " + message);
-}
-
-// Replaces every occurrence of `secret` in `text` (passwords must never reach a message).
-// Secrets shorter than 4 characters are left alone: masking them would mangle every message.
-inline void mask(std::string& text, const std::string& secret) {
-    if (secret.size() < 4) return;
-    for (std::size_t at = text.find(secret); at != std::string::npos;
-         at = text.find(secret, at + 3)) {
-        text.replace(at, secret.size(), "***");
-    }
 }
 
 // libpq's messages end with a newline and may span several lines; one line reads better in
