@@ -18,8 +18,8 @@
 #    checks, and every fork() test: ASan's allocator is not fork-safe while another thread
 #    allocates and TSan cannot follow a child that starts threads (tests/fork_support.hpp), so
 #    this tree, without either, is where the concurrent fork tests run.
-# 5. scripts/lint.sh --format (clang-format check) and --tidy (clang-tidy over every public
-#    header on its own, about 100 s; --no-tidy skips it). clang-tidy runs by default because
+# 5. scripts/lint.sh --format (clang-format check) and --tidy (clang-tidy over one unit that
+#    includes every public header, about 15 s; --no-tidy skips it). clang-tidy runs by default because
 #    an optional check rots: 24 findings had piled up before it did.
 # 6. scripts/docs.sh: the API reference with Doxygen, every warning an error (a public entity
 #    without a `///` comment fails it); about 2-5 s.
