@@ -18,15 +18,22 @@
 #    checks, and every fork() test: ASan's allocator is not fork-safe while another thread
 #    allocates and TSan cannot follow a child that starts threads (tests/fork_support.hpp), so
 #    this tree, without either, is where the concurrent fork tests run.
-# 5. scripts/lint.sh --format (clang-format check) and --tidy (clang-tidy over every public
-#    header on its own, about 100 s; --no-tidy skips it). clang-tidy runs by default because
-#    an optional check rots: 24 findings had piled up before it did.
+# 5. scripts/lint.sh --format (clang-format check) and --tidy (clang-tidy over one unit that
+#    includes every public header, about 15 s; --no-tidy skips it). clang-tidy runs by default
+#    because an optional check rots: 24 findings had piled up before it did.
 # 6. scripts/docs.sh: the API reference with Doxygen, every warning an error (a public entity
 #    without a `///` comment fails it); about 2-5 s.
 #
 # --quick is the inner loop while working, not a replacement for the whole command: in build/asan
 # only, it builds and runs the core unit tests, the MySQL and PostgreSQL unit tests (no server),
 # the compile-fail checks and the header checks; about a minute from a warm build directory.
+#
+# Order: the trees are configured, build/asan is built; then tsan and clang-libcxx build one
+# after the other in the background (niced) while the tests of the tree before run, since most
+# tests wait on a server and leave a core idle. The tests that need the machine to themselves
+# (labels serial, faults, cluster: [timing], [serial], fault and cluster tests) are held back
+# and run once nothing builds: clang-libcxx, the last tree, runs all of its tests then, and the
+# held-back tests of asan and tsan follow. Steps 5 and 6 come last.
 #
 # Builds use Ninja when it is installed (scripts/install-deps.sh installs ninja-build), Makefiles
 # otherwise. ctest runs 4 tests at a time by default: most tests wait on a server, and the tests
@@ -52,7 +59,7 @@ repo=$(pwd)
 with_deps=1
 with_tidy=1
 quick=0
-trees=(asan tsan clang)
+trees=(asan tsan clang-libcxx)
 for arg in "$@"; do
     case "$arg" in
         --quick) quick=1 ;;
@@ -61,7 +68,7 @@ for arg in "$@"; do
         --no-deps) with_deps=0 ;;
         --asan-only) trees=(asan) ;;
         --tsan-only) trees=(tsan) ;;
-        --clang-only) trees=(clang) ;;
+        --clang-only) trees=(clang-libcxx) ;;
         -h|--help) sed -n '2,48p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
@@ -89,7 +96,7 @@ child_cpu() {
 record() {
     local cpu
     child_cpu cpu
-    timings+=("$(printf '%-26s %5d s   (CPU %5d s)' "$1" $((SECONDS - $2)) $((cpu - $3)))")
+    timings+=("$(printf '%-34s %5d s   (CPU %5d s)' "$1" $((SECONDS - $2)) $((cpu - $3)))")
 }
 
 # timed NAME COMMAND...: runs COMMAND and records its wall-clock and CPU seconds under NAME.
@@ -120,6 +127,10 @@ configure() {
     fi
     cmake -S "$repo" -B "$dir" "${generator[@]}" "$@"
 }
+
+# Every tree is a Debug build with line tables only (-g1): a sanitizer report needs file and
+# line, and full debug information made the compile about 8 % slower.
+debug_build=(-DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1)
 
 # Sanitizer runtime options: stop at the first report, with a stack; TSan reads the
 # suppressions for the uninstrumented client library (tests/tsan.supp), LSan those for
@@ -162,68 +173,149 @@ count_results() {
     notes+=("$name: $((total - fails)) of $total tests passed")
 }
 
-# run_ctest NAME DIR [ctest args...]: ctest in DIR, its log in DIR/ctest.log, counted.
+# run_ctest NAME DIR LOG [ctest args...]: ctest in DIR, its output in LOG too, counted.
 run_ctest() {
-    local name=$1 dir=$2 log began=$SECONDS cpu_began
+    local name=$1 dir=$2 log=$3 began=$SECONDS cpu_began
     child_cpu cpu_began
-    shift 2
-    log="$dir/ctest.log"
+    shift 3
     (cd "$dir" && ctest --output-on-failure -j "$ctest_jobs" --timeout "$ctest_timeout" "$@") \
         2>&1 | tee "$log"
-    record "$name: ctest -j$ctest_jobs" "$began" "$cpu_began"
+    record "$name" "$began" "$cpu_began"
     count_results "$name" "$log"
 }
 
-# run_tree NAME SANITIZE CMAKE-ARGS -- [extra ctest args...]
-run_tree() {
-    local name=$1 sanitize=$2 cmake_args=() dir
-    shift 2
-    while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do cmake_args+=("$1"); shift; done
-    [ "$#" -gt 0 ] && shift
-    dir="$repo/build/$name"
-    section "$name: configure (DBPOOL_SANITIZE=$sanitize)"
-    if ! timed "$name: configure" configure "$dir" -DCMAKE_BUILD_TYPE=Debug \
-            -DDBPOOL_SANITIZE="$sanitize" -DDBPOOL_BUILD_TESTS=ON -DDBPOOL_BUILD_BENCH=OFF \
-            -DDBPOOL_WITH_PG=ON "${cmake_args[@]}"; then
-        failed=$((failed + 1)); notes+=("$name: configure failed")
-        return
+# The tests that must have the machine to themselves: [timing] and [serial] (label serial or
+# LABEL_serial, tests/CMakeLists.txt), the fault tests and the cluster tests. They run after
+# every build has finished; the others run while the next tree builds in the background.
+quiet_labels='serial|faults|cluster'
+clang_sanitize="-fsanitize=undefined,float-cast-overflow -fno-sanitize-recover=all"
+
+# configure_tree TREE: configures build/TREE (asan, tsan or clang-libcxx; see the header).
+configure_tree() {
+    local tree=$1 args=()
+    case "$tree" in
+        asan) args=(-DDBPOOL_SANITIZE=address,undefined -DDBPOOL_WITH_PG=ON) ;;
+        tsan) args=(-DDBPOOL_SANITIZE=thread -DDBPOOL_WITH_PG=ON -DDBPOOL_TEST_PACKAGING=OFF) ;;
+        clang-libcxx)
+            args=(-DCMAKE_CXX_COMPILER=clang++
+                -DCMAKE_CXX_FLAGS="-stdlib=libc++ $clang_sanitize -fno-omit-frame-pointer"
+                -DCMAKE_EXE_LINKER_FLAGS="-stdlib=libc++ $clang_sanitize" -DDBPOOL_SANITIZE=
+                -DDBPOOL_BUILD_EXAMPLES=OFF) ;;
+    esac
+    section "$tree: configure (${args[*]})"
+    if ! timed "$tree: configure" configure "$repo/build/$tree" "${debug_build[@]}" \
+            -DDBPOOL_BUILD_TESTS=ON -DDBPOOL_BUILD_BENCH=OFF "${args[@]}"; then
+        failed=$((failed + 1)); notes+=("$tree: configure failed")
+        return 1
     fi
-    section "$name: build (-j$jobs)"
-    if ! timed "$name: build" cmake --build "$dir" -j "$jobs"; then
-        failed=$((failed + 1)); notes+=("$name: build failed")
-        return
-    fi
-    section "$name: ctest $*"
-    run_ctest "$name" "$dir" "$@"
 }
 
-# The clang + libc++ + UBSan (with float-cast-overflow) tree: unit tests only (see the header).
-run_clang_tree() {
-    local name=clang-libcxx
-    local dir="$repo/build/$name"
-    local sanitize="-fsanitize=undefined,float-cast-overflow -fno-sanitize-recover=all"
-    section "$name: configure (clang++ -stdlib=libc++ $sanitize)"
-    if ! timed "$name: configure" configure "$dir" -DCMAKE_BUILD_TYPE=Debug \
-            -DCMAKE_CXX_COMPILER=clang++ \
-            -DCMAKE_CXX_FLAGS="-stdlib=libc++ $sanitize -fno-omit-frame-pointer" \
-            -DCMAKE_EXE_LINKER_FLAGS="-stdlib=libc++ $sanitize" -DDBPOOL_SANITIZE= \
-            -DDBPOOL_BUILD_TESTS=ON -DDBPOOL_BUILD_EXAMPLES=OFF -DDBPOOL_BUILD_BENCH=OFF; then
-        failed=$((failed + 1)); notes+=("$name: configure failed")
+# build_tree TREE: builds what TREE runs: everything, except in clang-libcxx (see the header).
+build_tree() {
+    local dir="$repo/build/$1" targets=()
+    if [ "$1" = clang-libcxx ]; then
+        # Every core test program, whatever it is called (the schedule explorer's and the
+        # allocation-failure program included), and the other targets this tree runs.
+        mapfile -t targets < <(targets_matching "$dir" \
+            'dbpool_core(_[a-z0-9_]+)?_tests|dbpool_mysql_unit_tests|dbpool_fault_tests|dbpool_header_check_main')
+        if [ "${#targets[@]}" -eq 0 ]; then
+            echo "test.sh: no targets to build in $dir"
+            return 1
+        fi
+        echo "building ${targets[*]}"
+        targets=(--target "${targets[@]}")
+    fi
+    cmake --build "$dir" -j "$jobs" "${targets[@]}"
+}
+
+# test_tree TREE PART: ctest in build/TREE. PART is "all", "busy" (what may run beside a
+# background build) or "quiet" (the quiet_labels tests, once nothing else runs).
+test_tree() {
+    local tree=$1 part=$2 dir="$repo/build/$1" select=() excluded=''
+    case "$tree" in
+        tsan) excluded='packaging|scripts' ;;
+        clang-libcxx) select=(-R '^(core|mysql_unit):|^headers\.|^mysql_compile_fail:|^faults:.*fork') ;;
+    esac
+    case "$part" in
+        busy) excluded="${excluded:+$excluded|}$quiet_labels" ;;
+        quiet) select+=(-L "$quiet_labels") ;;
+    esac
+    [ -n "$excluded" ] && select+=(-LE "$excluded")
+    section "$tree: ctest ($part: ${select[*]})"
+    run_ctest "$tree: ctest -j$ctest_jobs, $part" "$dir" "$dir/ctest-$part.log" "${select[@]}"
+}
+
+# build_in_background TREE...: builds each TREE in turn, niced so that the tests running in the
+# foreground keep the cores they need; TREE's log goes to build/TREE/build.log and its exit
+# status and seconds to build/TREE/build.status.
+build_in_background() {
+    renice -n 10 -p "$BASHPID" >/dev/null 2>&1 || true
+    local tree began status
+    for tree in "$@"; do
+        began=$SECONDS
+        status=0
+        build_tree "$tree" >"$repo/build/$tree/build.log" 2>&1 || status=$?
+        echo "$status $((SECONDS - began))" >"$repo/build/$tree/build.status"
+    done
+}
+
+# wait_for_build TREE PID: waits (at most an hour) until the background build PID has built TREE,
+# shows the end of its log, records it; fails when the build failed.
+wait_for_build() {
+    local tree=$1 pid=$2 status_file="$repo/build/$1/build.status" began=$SECONDS
+    section "$tree: build (in the background, -j$jobs, niced)"
+    while [ ! -s "$status_file" ] && kill -0 "$pid" 2>/dev/null &&
+        [ $((SECONDS - began)) -lt 3600 ]; do
+        sleep 1
+    done
+    local status=1 seconds=0
+    [ -s "$status_file" ] && read -r status seconds <"$status_file"
+    tail -n 40 "$repo/build/$tree/build.log"
+    timings+=("$(printf '%-34s %5d s   (CPU: in the total)' "$tree: build (background)" "$seconds")")
+    if [ "$status" -ne 0 ]; then
+        failed=$((failed + 1)); notes+=("$tree: build failed (build/$tree/build.log)")
+        return 1
+    fi
+}
+
+# run_trees TREE...: configures every tree and builds the first; then the others build in the
+# background, one after the other, while the tests of the tree before run (those that may share
+# the machine). The last tree runs all its tests once built; the quiet_labels tests of the
+# others run at the end, when nothing builds.
+run_trees() {
+    local tree usable=() built=() pid=""
+    for tree in "$@"; do
+        configure_tree "$tree" && usable+=("$tree")
+    done
+    [ "${#usable[@]}" -eq 0 ] && return
+    local first=${usable[0]} rest=("${usable[@]:1}")
+    section "$first: build (-j$jobs)"
+    if timed "$first: build" build_tree "$first"; then
+        built+=("$first")
+    else
+        failed=$((failed + 1)); notes+=("$first: build failed")
+    fi
+    if [ "${#rest[@]}" -eq 0 ]; then
+        [ "${#built[@]}" -eq 1 ] && test_tree "$first" all
         return
     fi
-    # Every core test program, whatever it is called (the schedule explorer's and the
-    # allocation-failure program included), and the other targets this tree runs.
-    local targets
-    mapfile -t targets < <(targets_matching "$dir" \
-        'dbpool_core(_[a-z0-9_]+)?_tests|dbpool_mysql_unit_tests|dbpool_fault_tests|dbpool_header_check_main')
-    section "$name: build ${targets[*]} (-j$jobs)"
-    if [ "${#targets[@]}" -eq 0 ] ||
-        ! timed "$name: build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then
-        failed=$((failed + 1)); notes+=("$name: build failed")
-        return
-    fi
-    section "$name: ctest (core, unit, headers, compile-fail, fork)"
-    run_ctest "$name" "$dir" -R '^(core|mysql_unit):|^headers\.|^mysql_compile_fail:|^faults:.*fork'
+    for tree in "${rest[@]}"; do rm -f "$repo/build/$tree/build.status"; done
+    build_in_background "${rest[@]}" &
+    pid=$!
+    [ "${#built[@]}" -eq 1 ] && test_tree "$first" busy
+    for tree in "${rest[@]}"; do
+        wait_for_build "$tree" "$pid" || continue
+        if [ "$tree" = "${rest[-1]}" ]; then
+            test_tree "$tree" all
+        else
+            built+=("$tree")
+            test_tree "$tree" busy
+        fi
+    done
+    wait "$pid" 2>/dev/null
+    for tree in "${built[@]}"; do
+        test_tree "$tree" quiet
+    done
 }
 
 # targets_matching DIR PATTERN: the build targets of DIR whose whole name matches the extended
@@ -235,26 +327,20 @@ targets_matching() {
 
 # --quick: the unit tests (no server) and the header checks of the ASan+UBSan tree.
 run_quick() {
-    local name=asan dir="$repo/build/asan"
-    section "$name: configure (DBPOOL_SANITIZE=address,undefined)"
-    if ! timed "$name: configure" configure "$dir" -DCMAKE_BUILD_TYPE=Debug \
-            -DDBPOOL_SANITIZE=address,undefined -DDBPOOL_BUILD_TESTS=ON \
-            -DDBPOOL_BUILD_BENCH=OFF -DDBPOOL_WITH_PG=ON; then
-        failed=$((failed + 1)); notes+=("$name: configure failed")
-        return
-    fi
+    local dir="$repo/build/asan" targets
+    configure_tree asan || return
     # Every core test program, whatever it is called, plus the backends' unit tests.
-    local targets
     mapfile -t targets < <(targets_matching "$dir" \
         'dbpool_core(_[a-z0-9_]+)?_tests|dbpool_(mysql|pg)_unit_tests|dbpool_header_check_main')
-    section "$name: build ${targets[*]} (-j$jobs)"
+    section "asan: build ${targets[*]} (-j$jobs)"
     if [ "${#targets[@]}" -eq 0 ] ||
-        ! timed "$name: build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then
-        failed=$((failed + 1)); notes+=("$name: build failed")
+        ! timed "asan: build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"; then
+        failed=$((failed + 1)); notes+=("asan: build failed")
         return
     fi
-    section "$name: ctest (core, unit, headers, compile-fail)"
-    run_ctest "$name" "$dir" -R '^(core|mysql_unit|pg_unit)[:.]|^headers\.|^mysql_compile_fail:'
+    section "asan: ctest (core, unit, headers, compile-fail)"
+    run_ctest "asan: ctest -j$ctest_jobs" "$dir" "$dir/ctest-quick.log" \
+        -R '^(core|mysql_unit|pg_unit)[:.]|^headers\.|^mysql_compile_fail:'
 }
 
 summary() {
@@ -262,7 +348,7 @@ summary() {
     printf '%s\n' "${timings[@]}"
     local cpu
     child_cpu cpu
-    printf '%-26s %5d s   (CPU %5d s)\n' "total" $((SECONDS - start)) "$cpu"
+    printf '%-34s %5d s   (CPU %5d s)\n' "total" $((SECONDS - start)) "$cpu"
     printf '%s\n' "${notes[@]}"
     echo "$passed passed, $failed failed"
     [ "$failed" -eq 0 ]
@@ -274,13 +360,7 @@ if [ "$quick" -eq 1 ]; then
     exit
 fi
 
-for tree in "${trees[@]}"; do
-    case "$tree" in
-        asan) run_tree asan "address,undefined" ;;
-        tsan) run_tree tsan "thread" -DDBPOOL_TEST_PACKAGING=OFF -- -LE 'packaging|scripts' ;;
-        clang) run_clang_tree ;;
-    esac
-done
+run_trees "${trees[@]}"
 
 section "lint: clang-format"
 if timed "lint: clang-format" bash scripts/lint.sh --format; then

@@ -3,6 +3,7 @@
 // Helpers shared by the pool tests.
 
 #include "fake_connection.hpp"
+#include "instantiations.hpp"
 
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>

@@ -605,7 +605,11 @@ TEST_CASE_METHOD(Fixture,
     options.maxconnections = 2;
     options.blocking = true;
     options.acquire_timeout = 50ms;
+    // Both connections open before the first acquire: 50 ms is real time, and opening one on
+    // a worker took longer than that on a loaded machine under TSan (the test timed out there).
+    options.mincached = 2;
     auto pool = make(options);
+    REQUIRE(eventually([&] { return pool->stats().idle == 2; }, 5s));
     const int older_line = __LINE__ + 1;
     auto older = pool->connection();
     ManualClock::advance(4s);
