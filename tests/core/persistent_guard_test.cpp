@@ -177,7 +177,7 @@ TEST_CASE_METHOD(GuardFixture,
 }
 
 TEST_CASE_METHOD(GuardFixture,
-                 "persistent guard: the same handle may begin again; a lost transaction or "
+                 "persistent guard: the same handle may begin again, and a lost transaction or "
                  "another handle's commit() frees the guard",
                  "[persistent][guard]") {
     auto first = pool.connection();
