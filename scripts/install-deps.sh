@@ -22,6 +22,8 @@ packages=(
     # bench/: the peer pools compared with dbpool (soci's needs Boost's headers for its
     # sessions, which Debian's libsoci-dev does not pull in).
     libsoci-dev libboost-dev libmysql++-dev
+    # PersistentPool keyed by Boost.Fiber fibers: its test (optional: found by CMake if present).
+    libboost-fiber-dev
 )
 
 missing=()

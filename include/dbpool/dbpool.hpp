@@ -12,6 +12,7 @@
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
+#include <dbpool/persistent_context.hpp>
 #include <dbpool/persistent_pool.hpp>
 #include <dbpool/pool_events.hpp>
 #include <dbpool/pool_stats.hpp>

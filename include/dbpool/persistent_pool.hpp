@@ -1,8 +1,8 @@
 #pragma once
 
 /// \file
-/// PersistentPool (DBUtils' PersistentDB): one steady connection per thread, and its handle
-/// PersistentConnection.
+/// PersistentPool (DBUtils' PersistentDB): one steady connection per thread (or per context of
+/// a policy's choosing), and its handle PersistentConnection.
 
 #include <dbpool/connection_traits.hpp>
 #include <dbpool/detail/affinity.hpp>
@@ -13,6 +13,7 @@
 #include <dbpool/detail/validate_options.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
+#include <dbpool/persistent_context.hpp>
 #include <dbpool/steady_connection.hpp>
 
 #include <algorithm>
@@ -24,6 +25,7 @@
 #include <mutex>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -100,14 +102,17 @@ struct PersistentRegistry {
     }
 };
 
-// One thread's connection to one pool.
+// One context's (by default one thread's) connection to one pool.
 //
-// Ownership: shared_ptr from the thread's table (ThreadSlots) while it lives, from the
-// registry while the pool is open, and from close() while it closes it. Handles hold a raw
-// pointer, counted in `state`; it stays valid because the table outlives every handle counted
-// in `state`, or, when the table ends first (a thread_local handle destroyed after it), the
-// table hands its reference to `owner_for_handles` and the last handle gives it up. Handles
-// and the table belong to one thread, so that hand-off needs no synchronisation.
+// Ownership: shared_ptr from the context's table (ThreadSlots, ContextSlots; for a keyed
+// context the pool's map of keys) while it lives, from the registry while the pool is open,
+// and from close() while it closes it. Handles hold a raw pointer, counted in `state`; it stays
+// valid because the table outlives every handle counted in `state`, or, when the table ends
+// first (a thread_local handle destroyed after it), the table hands its reference to
+// `owner_for_handles` and the last handle gives it up. Handles and a thread's or storage
+// context's table belong to one thread of control, so that hand-off needs no synchronisation;
+// a keyed context's hand-off (end_context(), close()) is made under the registry's lock before
+// the closed bit is set, and a handle reads it only after seeing that bit (acq_rel on `state`).
 template <class Steady>
 struct PersistentSlot {
     using Source = PersistentSource<typename Steady::connection_type>;
@@ -117,6 +122,12 @@ struct PersistentSlot {
     std::atomic<int> state{0};  // handles out on the owning thread, plus persistent_closed_bit
     std::weak_ptr<PersistentRegistry<Steady>> registry;
     std::shared_ptr<PersistentSlot> owner_for_handles;  // set once the table has let go
+
+    // The transaction guard (PersistentConnection::begin). Only the context that owns the slot
+    // touches these, one handle at a time, so they need no synchronisation.
+    std::uint64_t handle_serials = 0;  // the last serial given to a handle that began
+    std::uint64_t tx_owner = 0;        // the live handle whose begin() is open (its serial), or 0
+    bool thread_keyed = true;          // which pool to suggest when the guard refuses
 
     // Marks the slot closed; true when the caller must close the connection now.
     bool mark_closed() noexcept {
@@ -140,40 +151,37 @@ struct PersistentSlot {
     }
 };
 
-// One per thread: the slots this thread opened, closed when the thread ends.
+// One context's slots (one per pool it used), closed when the context ends: the table of a
+// thread (ThreadSlots) or of a storage-kind context (its policy's local<T>() destroys it).
 template <class Steady>
-class ThreadSlots {
+class ContextSlots {
 public:
+    using Slot = PersistentSlot<Steady>;
+
     struct Entry {
         std::uint64_t pool_id;
-        std::shared_ptr<PersistentSlot<Steady>> slot;
+        std::shared_ptr<Slot> slot;
     };
 
-    ThreadSlots() = default;
-    ThreadSlots(const ThreadSlots&) = delete;
-    ThreadSlots& operator=(const ThreadSlots&) = delete;
+    ContextSlots() = default;
+    ContextSlots(const ContextSlots&) = delete;
+    ContextSlots& operator=(const ContextSlots&) = delete;
 
-    ~ThreadSlots() {
-        // A later use on this thread (a thread_local's destructor) must not come here.
-        ended() = true;
-        for (Entry& entry : entries) {
-            // The cache points into this table: a later use must not find it there.
-            AffinityEntry& cached = affinity_entry(entry.pool_id);
-            if (cached.pool_id == entry.pool_id) cached = AffinityEntry{};
-            PersistentSlot<Steady>& slot = *entry.slot;
-            if (auto registry = slot.registry.lock()) {
-                std::lock_guard<std::mutex> lock(registry->mutex);
-                auto& all = registry->slots;
-                all.erase(std::remove(all.begin(), all.end(), entry.slot), all.end());
-            }
-            // Handles of this thread still out are destroyed after this table: they own it now.
-            if (slot.handles_out()) slot.owner_for_handles = entry.slot;
-            if (slot.mark_closed()) slot.close_connection();
-        }
+    ~ContextSlots() {
+        for (const Entry& entry : entries)
+            end_slot(entry.slot);
     }
 
-    // Forgets the entries of destroyed pools (once this thread holds no handle to their
-    // connection), so a long-lived thread that uses many short-lived pools keeps entries for
+    // This context's slot of the pool `pool_id`, or null.
+    Slot* find(std::uint64_t pool_id) const noexcept {
+        for (const Entry& entry : entries) {
+            if (entry.pool_id == pool_id) return entry.slot.get();
+        }
+        return nullptr;
+    }
+
+    // Forgets the entries of destroyed pools (once this context holds no handle to their
+    // connection), so a long-lived context that uses many short-lived pools keeps entries for
     // the live ones only. A destroyed pool's id is never reused, so nothing can reach them.
     void prune() noexcept {
         const auto dead = [](const Entry& entry) {
@@ -182,24 +190,60 @@ public:
         entries.erase(std::remove_if(entries.begin(), entries.end(), dead), entries.end());
     }
 
+    std::vector<Entry> entries;
+
+private:
+    // The context ends: its pool forgets the slot, and the connection closes now, or when the
+    // last of the context's handles still out ends (those are destroyed after this table, on
+    // the same thread of control, so the hand-off needs no synchronisation).
+    static void end_slot(const std::shared_ptr<Slot>& owned) noexcept {
+        Slot& slot = *owned;
+        if (auto registry = slot.registry.lock()) {
+            std::lock_guard<std::mutex> lock(registry->mutex);
+            auto& all = registry->slots;
+            all.erase(std::remove(all.begin(), all.end(), owned), all.end());
+        }
+        if (slot.handles_out()) slot.owner_for_handles = owned;
+        if (slot.mark_closed()) slot.close_connection();
+    }
+};
+
+// One per thread: the slots this thread opened, closed when the thread ends.
+template <class Steady>
+class ThreadSlots : public ContextSlots<Steady> {
+public:
+    ThreadSlots() = default;
+    ThreadSlots(const ThreadSlots&) = delete;
+    ThreadSlots& operator=(const ThreadSlots&) = delete;
+
+    // The base's destructor then closes the slots.
+    ~ThreadSlots() {
+        // A later use on this thread (a thread_local's destructor) must not come here.
+        ended() = true;
+        for (const auto& entry : this->entries) {
+            // The cache points into this table: a later use must not find it there.
+            AffinityEntry& cached = affinity_entry(entry.pool_id);
+            if (cached.pool_id == entry.pool_id) cached = AffinityEntry{};
+        }
+    }
+
     // Whether this thread's table was destroyed (the thread is ending). Trivially
     // destructible, so it can still be read by the thread_local destructors that run later.
     static bool& ended() noexcept {
         thread_local bool value = false;
         return value;
     }
-
-    std::vector<Entry> entries;
 };
 
 }  // namespace detail
 
-template <class Connection, class Clock>
+template <class Connection, class Clock, class Context>
 class PersistentPool;
 
-/// This thread's connection of a PersistentPool. Keep it on the thread that got it; several
-/// handles on one thread share the connection. The destructor leaves the connection open for
-/// the thread's next use; close() closes it only when the pool is closeable.
+/// This context's connection of a PersistentPool (by default this thread's). Keep it in the
+/// context that got it; several handles in one context share the connection. The destructor
+/// leaves the connection open for the context's next use; close() closes it only when the pool
+/// is closeable.
 template <class Connection, class Clock = std::chrono::steady_clock>
 class PersistentConnection
     : public detail::HandleForwarding<PersistentConnection<Connection, Clock>,
@@ -212,15 +256,19 @@ public:
     /// The protected connection type reached through `->`.
     using steady_type = SteadyConnection<Connection, Clock>;
 
-    /// Takes over `other`'s reference; `other` is left empty.
+    /// Takes over `other`'s reference (and its open transaction, for the guard of begin());
+    /// `other` is left empty.
     PersistentConnection(PersistentConnection&& other) noexcept
-        : Forwarding(), slot_(std::exchange(other.slot_, nullptr)) {}
+        : Forwarding(),
+          slot_(std::exchange(other.slot_, nullptr)),
+          serial_(std::exchange(other.serial_, 0)) {}
 
     /// Ends this handle, then takes over `other`'s reference.
     PersistentConnection& operator=(PersistentConnection&& other) noexcept {
         if (this != &other) {
             release();
             slot_ = std::exchange(other.slot_, nullptr);
+            serial_ = std::exchange(other.serial_, 0);
         }
         return *this;
     }
@@ -228,7 +276,7 @@ public:
     PersistentConnection(const PersistentConnection&) = delete;
     PersistentConnection& operator=(const PersistentConnection&) = delete;
 
-    /// Ends this handle; the thread keeps its connection.
+    /// Ends this handle; the context keeps its connection.
     ~PersistentConnection() { release(); }
 
     /// Ends the handle. Closes the connection only if the pool is closeable (DBUtils'
@@ -242,46 +290,117 @@ public:
     /// Whether this handle still refers to a connection.
     bool is_open() const noexcept { return slot_ != nullptr; }
 
+    /// Starts a transaction (see SteadyConnection::begin), unless another live handle of this
+    /// connection began one that is still open: several handles of a context share its
+    /// connection, and a helper may join the caller's transaction, but a second begin() means
+    /// two tasks (fibers, coroutines) interleave on one thread's connection.
+    ///
+    /// Throws Error{usage} in that case, sending nothing (the other transaction goes on), and
+    /// whatever SteadyConnection::begin throws. The guard sees only begin() through a handle
+    /// (also a Transaction over the handle), not `handle->begin()` or a Transaction over
+    /// `*handle`.
+    void begin() {
+        Slot& slot = checked_slot();
+        if (serial_ == 0) serial_ = ++slot.handle_serials;
+        if (slot.tx_owner != 0 && slot.tx_owner != serial_ && slot.steady->in_transaction()) {
+            throw interleaved_error(slot);
+        }
+        slot.steady->begin();
+        slot.tx_owner = serial_;
+    }
+
+    /// Commits (see SteadyConnection::commit); any handle of the connection may end its
+    /// transaction.
+    void commit() {
+        Slot& slot = checked_slot();
+        slot.tx_owner = 0;
+        slot.steady->commit();
+    }
+
+    /// Rolls back (see SteadyConnection::rollback); any handle of the connection may end its
+    /// transaction.
+    void rollback() {
+        Slot& slot = checked_slot();
+        slot.tx_owner = 0;
+        slot.steady->rollback();
+    }
+
 private:
-    friend class PersistentPool<Connection, Clock>;
+    template <class, class, class>
+    friend class PersistentPool;
     friend Forwarding;
 
     explicit PersistentConnection(Slot* slot) noexcept : slot_(slot) {}
 
-    steady_type& checked_steady() const {
+    Slot& checked_slot() const {
         if (slot_ == nullptr) {
             throw Error(ErrorCode::handle_closed,
                         "dbpool: this persistent connection handle was already closed");
         }
-        return *slot_->steady;
+        return *slot_;
+    }
+
+    steady_type& checked_steady() const { return *checked_slot().steady; }
+
+    static Error interleaved_error(const Slot& slot) {
+        const char* owner = slot.thread_keyed ? "this thread's" : "this context's";
+        return Error(
+            ErrorCode::usage,
+            std::string("dbpool: begin() through a PersistentConnection while another handle of ") +
+                owner +
+                " connection has a transaction open. The handles share one connection, so this "
+                "is most likely two fibers or coroutines running on one thread (or a helper that "
+                "begins its own transaction inside its caller's): their statements would "
+                "interleave in one transaction. Give each task its own connection: a "
+                "PersistentPool keyed by the task (dbpool::BoostFiberContext from "
+                "<dbpool/contexts/boost_fiber.hpp>, or a keyed context policy, see "
+                "<dbpool/persistent_context.hpp>) or a PooledPool; a helper should join the "
+                "caller's transaction without calling begin().");
     }
 
     void release() noexcept {
         Slot* slot = std::exchange(slot_, nullptr);
-        if (slot != nullptr) slot->release_handle();
+        if (slot == nullptr) return;
+        // An open transaction outlives the handle that began it (PersistentDB lets a later
+        // handle of the context commit it); the guard then has no owner to protect.
+        if (serial_ != 0 && slot->tx_owner == serial_) slot->tx_owner = 0;
+        serial_ = 0;
+        slot->release_handle();
     }
 
-    Slot* slot_ = nullptr;  // counted in slot_->state, which keeps it alive (PersistentSlot)
+    Slot* slot_ = nullptr;      // counted in slot_->state, which keeps it alive (PersistentSlot)
+    std::uint64_t serial_ = 0;  // given at this handle's first begin(), for the guard
 };
 
-/// One steady connection per thread per pool (DBUtils' PersistentDB). The connection is closed
-/// when its thread exits or when the pool is closed or destroyed, whichever comes first.
-/// Thread-safe.
-template <class Connection, class Clock = std::chrono::steady_clock>
+/// One steady connection per context per pool (DBUtils' PersistentDB, whose `threadlocal=` is
+/// the `Context` policy here; see <dbpool/persistent_context.hpp>). The connection is closed
+/// when its context ends (a thread exits; a storage context's local data is destroyed;
+/// end_context() for a keyed context) or when the pool is closed or destroyed, whichever comes
+/// first. Thread-safe.
+///
+/// With the default ThreadContext the per-thread lookup is a thread_local cache; with a storage
+/// policy it is the policy's local<T>() and a scan of that context's few entries; with a keyed
+/// policy it takes the pool's lock and a hash lookup per connection().
+template <class Connection, class Clock = std::chrono::steady_clock, class Context = ThreadContext>
 class PersistentPool {
     using Traits = ConnectionTraits<Connection>;
     using Steady = SteadyConnection<Connection, Clock>;
     using Slot = detail::PersistentSlot<Steady>;
     using Registry = detail::PersistentRegistry<Steady>;
     using Source = detail::PersistentSource<Connection>;
+    using Kind = detail::ContextKind;
+    static constexpr Kind kind = detail::context_kind<Context>();
+    using Key = typename detail::context_key<Context>::type;
 
 public:
     /// The handle connection() returns.
     using handle_type = PersistentConnection<Connection, Clock>;
     /// The protected connection type.
     using steady_type = Steady;
+    /// What one context is (ThreadContext, or the application's policy).
+    using context_type = Context;
 
-    /// Validates the options; connections open lazily, one per thread on first use.
+    /// Validates the options; connections open lazily, one per context on first use.
     template <class Creator,
               class = std::enable_if_t<!std::is_same_v<std::decay_t<Creator>, PersistentPool>>>
     explicit PersistentPool(Creator&& creator, PersistentOptions options = {})
@@ -296,33 +415,67 @@ public:
     PersistentPool(const PersistentPool&) = delete;
     PersistentPool& operator=(const PersistentPool&) = delete;
 
-    /// Closes every thread's connection.
+    /// Closes every context's connection.
     ~PersistentPool() { close(); }
 
-    /// This thread's connection, opened on first use; pinged per the ping bits. Throws
-    /// Error{pool_closed} or Error{connect_failed}. Called while the thread ends (from a
-    /// thread_local's destructor that runs after the pool's per-thread state is gone), it opens
-    /// a connection that is closed when its handle ends.
+    /// This context's connection, opened on first use; pinged per the ping bits. Throws
+    /// Error{pool_closed} or Error{connect_failed}. With ThreadContext, called while the thread
+    /// ends (from a thread_local's destructor that runs after the pool's per-thread state is
+    /// gone), it opens a connection that is closed when its handle ends.
     ///
     /// \par Thread-safety
-    /// Any thread; each thread gets its own connection, and its handle must stay on that
-    /// thread.
+    /// Any thread; each context gets its own connection, and its handle must stay in that
+    /// context (a fiber or a keyed context may move between threads with its handle).
     ///
     /// \par Exception safety
-    /// Strong: when it throws, the thread holds no handle; a later call opens the connection
+    /// Strong: when it throws, the context holds no handle; a later call opens the connection
     /// again.
     handle_type connection() {
         registry_->check_fork();
-        Slot* slot = find_slot();
-        if (slot == nullptr) return connection_at_thread_exit();
-        int state = slot->state.load(std::memory_order_relaxed);
-        do {
-            if ((state & detail::persistent_closed_bit) != 0) throw closed_error();
-        } while (!slot->state.compare_exchange_weak(state, state + 1, std::memory_order_acquire,
-                                                    std::memory_order_relaxed));
-        handle_type handle(slot);
-        slot->steady->check_on_request();  // reopens after a closeable close()
-        return handle;
+        if constexpr (kind == Kind::keyed) {
+            return keyed_connection();
+        } else {
+            Slot* slot = nullptr;
+            if constexpr (kind == Kind::thread) {
+                slot = find_slot();
+                if (slot == nullptr) return connection_at_thread_exit();
+            } else {
+                slot = find_storage_slot();
+            }
+            int state = slot->state.load(std::memory_order_relaxed);
+            do {
+                if ((state & detail::persistent_closed_bit) != 0) throw closed_error();
+            } while (!slot->state.compare_exchange_weak(state, state + 1, std::memory_order_acquire,
+                                                        std::memory_order_relaxed));
+            handle_type handle(slot);
+            slot->steady->check_on_request();  // reopens after a closeable close()
+            return handle;
+        }
+    }
+
+    /// Keyed contexts only: the context `key` has ended; its connection is closed now, or when
+    /// its last handle still out ends. A later connection() for the same key opens a new one.
+    /// Does nothing for an unknown key or after close(). Never throws.
+    ///
+    /// \par Thread-safety
+    /// Any thread.
+    template <class C = Context,
+              class = std::enable_if_t<detail::context_kind<C>() == detail::ContextKind::keyed>>
+    void end_context(const Key& key) noexcept {
+        std::shared_ptr<Slot> slot;
+        {
+            std::lock_guard<std::mutex> lock(registry_->mutex);
+            const auto found = keyed_.find(key);
+            if (found == keyed_.end()) return;
+            slot = std::move(found->second);
+            keyed_.erase(found);
+            auto& all = registry_->slots;
+            all.erase(std::remove(all.begin(), all.end(), slot), all.end());
+            slot->owner_for_handles = slot;  // given up by the last handle (PersistentSlot)
+            if (!slot->mark_closed()) return;
+        }
+        slot->close_connection();  // network I/O: no lock held
+        slot->owner_for_handles.reset();
     }
 
     /// A new unpooled steady connection with the pool's creator and options.
@@ -330,7 +483,7 @@ public:
         return std::make_unique<Steady>(creator_, options_);
     }
 
-    /// Closes every thread's connection (a connection in use is closed when its handle ends)
+    /// Closes every context's connection (a connection in use is closed when its handle ends)
     /// and refuses further requests. Idempotent; never throws.
     void close() noexcept {
         registry_->check_fork();  // a child must not close the parent's connections
@@ -340,15 +493,20 @@ public:
             if (registry_->closed) return;
             registry_->closed = true;
             for (const auto& slot : registry_->slots) {
+                // A keyed slot has no other owner than this pool: its handles take it over.
+                if constexpr (kind == Kind::keyed) slot->owner_for_handles = slot;
                 if (slot->mark_closed()) closing.push_back(slot);
             }
             registry_->slots.clear();
+            if constexpr (kind == Kind::keyed) keyed_.clear();
         }
-        for (const auto& slot : closing)
+        for (const auto& slot : closing) {
             slot->close_connection();  // network I/O: no lock held
+            if constexpr (kind == Kind::keyed) slot->owner_for_handles.reset();
+        }
     }
 
-    /// How many thread connections are open right now (counted where they open and close).
+    /// How many context connections are open right now (counted where they open and close).
     std::size_t open_connections() const noexcept { return source_->open(); }
 
     /// The validated options.
@@ -367,10 +525,17 @@ private:
 
     Slot* find_or_open_slot() {
         thread_slots_guard();
-        auto& slots = thread_slots();
-        for (const auto& entry : slots.entries) {
-            if (entry.pool_id == pool_id_) return entry.slot.get();
-        }
+        return find_or_open_in(thread_slots());
+    }
+
+    // The current storage context's slot, opened on first use.
+    Slot* find_storage_slot() {
+        thread_slots_guard();  // a fiber may run on any thread
+        return find_or_open_in(Context::template local<detail::ContextSlots<Steady>>());
+    }
+
+    Slot* find_or_open_in(detail::ContextSlots<Steady>& slots) {
+        if (Slot* found = slots.find(pool_id_)) return found;
         slots.prune();
         auto slot = open_slot();
         {
@@ -380,6 +545,38 @@ private:
         }
         slots.entries.push_back({pool_id_, slot});
         return slot.get();
+    }
+
+    // A keyed context's slot lives in `keyed_`; it is found and counted under the registry's
+    // lock, where end_context() and close() also close it, so a slot found there is open.
+    handle_type keyed_connection() {
+        thread_slots_guard();  // a keyed context may run on any thread
+        const Key key = Context::current();
+        Slot* slot = nullptr;
+        std::shared_ptr<Slot> opened;  // destroyed (closed) after the lock if another won
+        {
+            std::lock_guard<std::mutex> lock(registry_->mutex);
+            if (registry_->closed) throw closed_error();
+            const auto found = keyed_.find(key);
+            if (found != keyed_.end()) slot = acquire_locked(*found->second);
+        }
+        if (slot == nullptr) {
+            opened = open_slot();  // connects: no lock held
+            std::lock_guard<std::mutex> lock(registry_->mutex);
+            if (registry_->closed) throw closed_error();
+            const auto placed = keyed_.emplace(key, opened);
+            if (placed.second) registry_->slots.push_back(opened);
+            slot = acquire_locked(*placed.first->second);
+        }
+        handle_type handle(slot);
+        if (opened.get() != slot) opened.reset();
+        slot->steady->check_on_request();  // reopens after a closeable close()
+        return handle;
+    }
+
+    static Slot* acquire_locked(Slot& slot) noexcept {
+        slot.state.fetch_add(1, std::memory_order_acquire);
+        return &slot;
     }
 
     // After the thread's table is gone nothing would close a connection at thread exit: this
@@ -401,6 +598,7 @@ private:
         auto slot = std::make_shared<Slot>();
         slot->registry = registry_;
         slot->source = source_;
+        slot->thread_keyed = kind == Kind::thread;
         slot->steady = std::make_unique<Steady>(detail::FromSource{}, *source_, options_);
         return slot;
     }
@@ -424,11 +622,17 @@ private:
         return Error(ErrorCode::pool_closed, "dbpool: the persistent pool is closed");
     }
 
+    // Keyed contexts only (empty otherwise): each key's slot, under registry_->mutex.
+    using KeyedSlots =
+        std::conditional_t<kind == Kind::keyed, std::unordered_map<Key, std::shared_ptr<Slot>>,
+                           std::unordered_map<int, std::shared_ptr<Slot>>>;
+
     std::shared_ptr<const detail::Creator<Connection>> creator_;
     PersistentOptions options_;
     std::shared_ptr<Source> source_;  // shared with every slot: a connection may outlive the pool
     std::shared_ptr<Registry> registry_;
     const std::uint64_t pool_id_;
+    KeyedSlots keyed_;
 };
 
 }  // namespace dbpool
