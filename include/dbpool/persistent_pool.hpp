@@ -528,10 +528,13 @@ private:
         return find_or_open_in(thread_slots());
     }
 
-    // The current storage context's slot, opened on first use.
+    // The current storage context's slot, opened on first use. (A template, as is
+    // keyed_connection(): instantiated only for the kind of Context that has it, so an explicit
+    // instantiation of the pool compiles for every kind.)
+    template <class C = Context>
     Slot* find_storage_slot() {
         thread_slots_guard();  // a fiber may run on any thread
-        return find_or_open_in(Context::template local<detail::ContextSlots<Steady>>());
+        return find_or_open_in(C::template local<detail::ContextSlots<Steady>>());
     }
 
     Slot* find_or_open_in(detail::ContextSlots<Steady>& slots) {
@@ -549,9 +552,10 @@ private:
 
     // A keyed context's slot lives in `keyed_`; it is found and counted under the registry's
     // lock, where end_context() and close() also close it, so a slot found there is open.
+    template <class C = Context>
     handle_type keyed_connection() {
         thread_slots_guard();  // a keyed context may run on any thread
-        const Key key = Context::current();
+        const Key key = C::current();
         Slot* slot = nullptr;
         std::shared_ptr<Slot> opened;  // destroyed (closed) after the lock if another won
         {
