@@ -56,11 +56,11 @@ constexpr ContextKind context_kind() noexcept {
 
 // The key type of a keyed policy; a placeholder for the other kinds.
 template <class C, bool Keyed = context_kind<C>() == ContextKind::keyed>
-struct context_key {
+struct ContextKey {
     using type = int;
 };
 template <class C>
-struct context_key<C, true> {
+struct ContextKey<C, true> {
     using type = typename C::key_type;
 };
 

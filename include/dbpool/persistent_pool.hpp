@@ -390,7 +390,7 @@ class PersistentPool {
     using Source = detail::PersistentSource<Connection>;
     using Kind = detail::ContextKind;
     static constexpr Kind kind = detail::context_kind<Context>();
-    using Key = typename detail::context_key<Context>::type;
+    using Key = typename detail::ContextKey<Context>::type;
 
 public:
     /// The handle connection() returns.
