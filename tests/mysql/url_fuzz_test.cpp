@@ -17,6 +17,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "../fuzz_support.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -31,26 +33,15 @@ using dbpool::mysql::ConnectOptions;
 
 namespace {
 
-constexpr std::string_view marker_letters = "QWXZJKVY";
-constexpr std::string_view password_specials = "?/@:#%&=[]+!$'()*,;~ ";
-constexpr std::string_view plain_alphabet = "abcdefghijklmnopqrstuvwxyz0123456789._-";
+using fuzz::env_seconds;
+using fuzz::leaks;
+using fuzz::marker_letters;
+using fuzz::percent_encode;
+using fuzz::plain_alphabet;
+using fuzz::printable;
+using fuzz::Random;
 
-struct Random {
-    std::mt19937_64 engine;
-    explicit Random(std::uint64_t seed) : engine(seed) {}
-    std::size_t below(std::size_t n) {
-        return std::uniform_int_distribution<std::size_t>(0, n - 1)(engine);
-    }
-    bool chance(int percent) { return below(100) < static_cast<std::size_t>(percent); }
-    char pick(std::string_view from) { return from[below(from.size())]; }
-    std::string word(std::string_view from, std::size_t min, std::size_t max) {
-        std::string out;
-        const std::size_t length = min + below(max - min + 1);
-        for (std::size_t i = 0; i < length; ++i)
-            out += pick(from);
-        return out;
-    }
-};
+constexpr std::string_view password_specials = "?/@:#%&=[]+!$'()*,;~ ";
 
 // A generated URL and where its password sits (as written, before decoding).
 struct Sample {
@@ -62,12 +53,6 @@ struct Sample {
     std::size_t hosts_end = 0;  // where a second host could be added (unmutated samples)
     bool plain = true;          // every part well-formed: the parse must succeed and agree
 };
-
-std::string percent_encode(char c) {
-    static constexpr char hex[] = "0123456789ABCDEF";
-    const auto byte = static_cast<unsigned char>(c);
-    return std::string("%") + hex[byte >> 4] + hex[byte & 15];
-}
 
 Sample generate(Random& random) {
     Sample sample;
@@ -206,30 +191,6 @@ std::string disagreement(const std::string& url) {
         multi = error.what();
     }
     return single == multi ? std::string() : "from_url: " + single + "\n  multi: " + multi;
-}
-
-// Whether `message` holds a 3-character piece of `secret` that has a marker letter in it.
-bool leaks(const std::string& message, std::string_view secret) {
-    for (std::size_t i = 0; i + 3 <= secret.size(); ++i) {
-        const std::string_view piece = secret.substr(i, 3);
-        if (piece.find_first_of(marker_letters) == std::string_view::npos) continue;
-        if (message.find(piece) != std::string::npos) return true;
-    }
-    return false;
-}
-
-std::string printable(std::string_view text) {
-    std::string out;
-    for (const char c : text) {
-        const auto byte = static_cast<unsigned char>(c);
-        out += byte >= 32 && byte < 127 ? std::string(1, c) : percent_encode(c);
-    }
-    return out;
-}
-
-double env_seconds() {
-    const char* text = std::getenv("DBPOOL_FUZZ_SECONDS");
-    return text != nullptr ? std::atof(text) : 2.0;
 }
 
 }  // namespace
