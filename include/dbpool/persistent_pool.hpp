@@ -10,10 +10,13 @@
 #include <dbpool/detail/creator.hpp>
 #include <dbpool/detail/fork_generation.hpp>
 #include <dbpool/detail/handle_forwarding.hpp>
+#include <dbpool/detail/persistent_invariants.hpp>
+#include <dbpool/detail/pool_lock.hpp>
 #include <dbpool/detail/validate_options.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
 #include <dbpool/persistent_context.hpp>
+#include <dbpool/pool_stats.hpp>
 #include <dbpool/steady_connection.hpp>
 
 #include <algorithm>
@@ -48,31 +51,56 @@ public:
                      std::vector<std::string> setsession)
         : creator_(std::move(creator)), setsession_(std::move(setsession)) {}
 
-    std::unique_ptr<Connection> connect(bool /*replacing*/) override {
-        auto connection = open_connection(*creator_, setsession_);
+    std::unique_ptr<Connection> connect(bool replacing) override {
+        std::unique_ptr<Connection> connection;
+        try {
+            connection = open_connection(*creator_, setsession_);
+        } catch (...) {
+            failed_.fetch_add(1, std::memory_order_relaxed);
+            throw;
+        }
         open_.fetch_add(1, std::memory_order_relaxed);
+        created_.fetch_add(1, std::memory_order_relaxed);
+        if (replacing) reconnects_.fetch_add(1, std::memory_order_relaxed);
         return connection;
     }
 
     void disconnect(std::unique_ptr<Connection> connection) noexcept override {
         if (!connection) return;
         ConnectionTraits<Connection>::close(*connection);
-        open_.fetch_sub(1, std::memory_order_relaxed);
+        count_closed();
     }
 
     void abandon(std::unique_ptr<Connection> connection) noexcept override {
         if (!connection) return;
         ConnectionSource<Connection>::abandon(std::move(connection));
-        open_.fetch_sub(1, std::memory_order_relaxed);
+        count_closed();
     }
 
-    // A statistic: relaxed, exact once the threads that open and close are quiet.
+    // Statistics: relaxed, exact once the threads that open and close are quiet.
     std::size_t open() const noexcept { return open_.load(std::memory_order_relaxed); }
 
+    // The counters of PoolStats a PersistentPool keeps (see PersistentPool::stats).
+    void add_counters(PoolStats& stats) const noexcept {
+        stats.created = created_.load(std::memory_order_relaxed);
+        stats.closed = closed_.load(std::memory_order_relaxed);
+        stats.reconnects = reconnects_.load(std::memory_order_relaxed);
+        stats.failed_connects = failed_.load(std::memory_order_relaxed);
+    }
+
 private:
+    void count_closed() noexcept {
+        open_.fetch_sub(1, std::memory_order_relaxed);
+        closed_.fetch_add(1, std::memory_order_relaxed);
+    }
+
     std::shared_ptr<const Creator<Connection>> creator_;
     std::vector<std::string> setsession_;
     std::atomic<std::size_t> open_{0};
+    std::atomic<std::uint64_t> created_{0};
+    std::atomic<std::uint64_t> closed_{0};
+    std::atomic<std::uint64_t> reconnects_{0};
+    std::atomic<std::uint64_t> failed_{0};
 };
 
 template <class Steady>
@@ -139,6 +167,10 @@ struct PersistentSlot {
 
     bool handles_out() const noexcept {
         return (state.load(std::memory_order_acquire) & ~persistent_closed_bit) != 0;
+    }
+
+    bool closed() const noexcept {
+        return (state.load(std::memory_order_acquire) & persistent_closed_bit) != 0;
     }
 
     // Ends one handle; the last one after a close closes the connection and, when the thread's
@@ -391,6 +423,10 @@ class PersistentPool {
     using Kind = detail::ContextKind;
     static constexpr Kind kind = detail::context_kind<Context>();
     using Key = typename detail::ContextKey<Context>::type;
+    // The registry's lock, checking the invariants at the end of each section in test builds.
+    using Lock = detail::PoolLock<PersistentPool, std::mutex>;
+    friend Lock;
+    friend struct detail::PersistentInvariants<PersistentPool>;
 
 public:
     /// The handle connection() returns.
@@ -464,7 +500,7 @@ public:
     void end_context(const Key& key) noexcept {
         std::shared_ptr<Slot> slot;
         {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             const auto found = keyed_.find(key);
             if (found == keyed_.end()) return;
             slot = std::move(found->second);
@@ -489,7 +525,7 @@ public:
         registry_->check_fork();  // a child must not close the parent's connections
         std::vector<std::shared_ptr<Slot>> closing;
         {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             if (registry_->closed) return;
             registry_->closed = true;
             for (const auto& slot : registry_->slots) {
@@ -508,6 +544,30 @@ public:
 
     /// How many context connections are open right now (counted where they open and close).
     std::size_t open_connections() const noexcept { return source_->open(); }
+
+    /// A snapshot, for every kind of context: `total` (open connections, as
+    /// open_connections()), `in_use` (contexts holding a handle now, counted as one each),
+    /// `idle` (open connections no handle holds), `created`, `closed`, `reconnects` (reopened in
+    /// place: broken, maxusage, after a closeable close()) and `failed_connects`. The fields
+    /// about waiting and limits stay 0: a PersistentPool has no limit and never waits.
+    ///
+    /// \par Thread-safety
+    /// Any thread; takes the pool's lock briefly (no I/O). The counts are exact once the
+    /// contexts are quiet.
+    PoolStats stats() const {
+        PoolStats stats;
+        source_->add_counters(stats);
+        stats.total = source_->open();
+        {
+            Lock lock(*this);
+            for (const auto& slot : registry_->slots) {
+                if (slot->handles_out()) ++stats.in_use;
+            }
+        }
+        stats.in_use = std::min(stats.in_use, stats.total);
+        stats.idle = stats.total - stats.in_use;
+        return stats;
+    }
 
     /// The validated options.
     const PersistentOptions& options() const noexcept { return options_; }
@@ -542,7 +602,7 @@ private:
         slots.prune();
         auto slot = open_slot();
         {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             if (registry_->closed) throw closed_error();  // the new connection closes on unwind
             registry_->slots.push_back(slot);
         }
@@ -559,14 +619,14 @@ private:
         Slot* slot = nullptr;
         std::shared_ptr<Slot> opened;  // destroyed (closed) after the lock if another won
         {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             if (registry_->closed) throw closed_error();
             const auto found = keyed_.find(key);
             if (found != keyed_.end()) slot = acquire_locked(*found->second);
         }
         if (slot == nullptr) {
             opened = open_slot();  // connects: no lock held
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             if (registry_->closed) throw closed_error();
             const auto placed = keyed_.emplace(key, opened);
             if (placed.second) registry_->slots.push_back(opened);
@@ -596,7 +656,7 @@ private:
     // A new slot with its connection open (connects; may throw).
     std::shared_ptr<Slot> open_slot() {
         {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             if (registry_->closed) throw closed_error();
         }
         auto slot = std::make_shared<Slot>();
@@ -620,6 +680,12 @@ private:
     static detail::ThreadSlots<Steady>& thread_slots() {
         thread_local detail::ThreadSlots<Steady> slots;
         return slots;
+    }
+
+    // PoolLock's hooks.
+    std::mutex& pool_mutex() const noexcept { return registry_->mutex; }
+    void check_invariants_locked() const noexcept {
+        detail::PersistentInvariants<PersistentPool>::check(*this);
     }
 
     static Error closed_error() {
