@@ -148,14 +148,14 @@ struct PersistentSlot {
     std::shared_ptr<Source> source;  // declared before `steady`, which closes through it
     std::unique_ptr<Steady> steady;
     std::atomic<int> state{0};  // handles out on the owning thread, plus persistent_closed_bit
+    // The transaction guard (PersistentConnection::begin): the live handle whose begin() is
+    // open, or null. A handle clears it when it ends and moves it along when it is moved, so it
+    // never names a dead handle. Only the context that owns the slot touches it, one handle at a
+    // time: no synchronisation. Next to `state`, which every handle's end touches anyway.
+    const void* tx_owner = nullptr;
+    bool thread_keyed = true;  // which pool to suggest when the guard refuses
     std::weak_ptr<PersistentRegistry<Steady>> registry;
     std::shared_ptr<PersistentSlot> owner_for_handles;  // set once the table has let go
-
-    // The transaction guard (PersistentConnection::begin). Only the context that owns the slot
-    // touches these, one handle at a time, so they need no synchronisation.
-    std::uint64_t handle_serials = 0;  // the last serial given to a handle that began
-    std::uint64_t tx_owner = 0;        // the live handle whose begin() is open (its serial), or 0
-    bool thread_keyed = true;          // which pool to suggest when the guard refuses
 
     // Marks the slot closed; true when the caller must close the connection now.
     bool mark_closed() noexcept {
@@ -291,16 +291,16 @@ public:
     /// Takes over `other`'s reference (and its open transaction, for the guard of begin());
     /// `other` is left empty.
     PersistentConnection(PersistentConnection&& other) noexcept
-        : Forwarding(),
-          slot_(std::exchange(other.slot_, nullptr)),
-          serial_(std::exchange(other.serial_, 0)) {}
+        : Forwarding(), slot_(std::exchange(other.slot_, nullptr)) {
+        take_transaction_from(other);
+    }
 
     /// Ends this handle, then takes over `other`'s reference.
     PersistentConnection& operator=(PersistentConnection&& other) noexcept {
         if (this != &other) {
             release();
             slot_ = std::exchange(other.slot_, nullptr);
-            serial_ = std::exchange(other.serial_, 0);
+            take_transaction_from(other);
         }
         return *this;
     }
@@ -333,19 +333,18 @@ public:
     /// `*handle`.
     void begin() {
         Slot& slot = checked_slot();
-        if (serial_ == 0) serial_ = ++slot.handle_serials;
-        if (slot.tx_owner != 0 && slot.tx_owner != serial_ && slot.steady->in_transaction()) {
+        if (slot.tx_owner != nullptr && slot.tx_owner != this && slot.steady->in_transaction()) {
             throw interleaved_error(slot);
         }
         slot.steady->begin();
-        slot.tx_owner = serial_;
+        slot.tx_owner = this;
     }
 
     /// Commits (see SteadyConnection::commit); any handle of the connection may end its
     /// transaction.
     void commit() {
         Slot& slot = checked_slot();
-        slot.tx_owner = 0;
+        slot.tx_owner = nullptr;
         slot.steady->commit();
     }
 
@@ -353,7 +352,7 @@ public:
     /// transaction.
     void rollback() {
         Slot& slot = checked_slot();
-        slot.tx_owner = 0;
+        slot.tx_owner = nullptr;
         slot.steady->rollback();
     }
 
@@ -390,18 +389,23 @@ private:
                 "caller's transaction without calling begin().");
     }
 
+    // After a move: the transaction `other` began is this handle's now.
+    void take_transaction_from(const PersistentConnection& other) noexcept {
+        if (slot_ != nullptr && slot_->tx_owner == &other) slot_->tx_owner = this;
+    }
+
     void release() noexcept {
         Slot* slot = std::exchange(slot_, nullptr);
         if (slot == nullptr) return;
         // An open transaction outlives the handle that began it (PersistentDB lets a later
         // handle of the context commit it); the guard then has no owner to protect.
-        if (serial_ != 0 && slot->tx_owner == serial_) slot->tx_owner = 0;
-        serial_ = 0;
+        if (slot->tx_owner == this) slot->tx_owner = nullptr;
         slot->release_handle();
     }
 
-    Slot* slot_ = nullptr;      // counted in slot_->state, which keeps it alive (PersistentSlot)
-    std::uint64_t serial_ = 0;  // given at this handle's first begin(), for the guard
+    // The handle is this pointer only, as before the guard: the guard identifies a handle by
+    // its address (PersistentSlot::tx_owner).
+    Slot* slot_ = nullptr;  // counted in slot_->state, which keeps it alive (PersistentSlot)
 };
 
 /// One steady connection per context per pool (DBUtils' PersistentDB, whose `threadlocal=` is
