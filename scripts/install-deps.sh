@@ -22,7 +22,9 @@ packages=(
     # bench/: the peer pools compared with dbpool (soci's needs Boost's headers for its
     # sessions, which Debian's libsoci-dev does not pull in).
     libsoci-dev libboost-dev libmysql++-dev
-    # PersistentPool keyed by Boost.Fiber fibers: its test (optional: found by CMake if present).
+    # PersistentPool keyed by Boost.Fiber fibers: its test and example; keyed by Boost.Asio
+    # coroutines: its example, which needs only Boost's headers (libboost-dev, above). Optional:
+    # CMake builds them where it finds Boost.
     libboost-fiber-dev
 )
 

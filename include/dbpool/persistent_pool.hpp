@@ -10,10 +10,13 @@
 #include <dbpool/detail/creator.hpp>
 #include <dbpool/detail/fork_generation.hpp>
 #include <dbpool/detail/handle_forwarding.hpp>
+#include <dbpool/detail/persistent_invariants.hpp>
+#include <dbpool/detail/pool_lock.hpp>
 #include <dbpool/detail/validate_options.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
 #include <dbpool/persistent_context.hpp>
+#include <dbpool/pool_stats.hpp>
 #include <dbpool/steady_connection.hpp>
 
 #include <algorithm>
@@ -48,31 +51,56 @@ public:
                      std::vector<std::string> setsession)
         : creator_(std::move(creator)), setsession_(std::move(setsession)) {}
 
-    std::unique_ptr<Connection> connect(bool /*replacing*/) override {
-        auto connection = open_connection(*creator_, setsession_);
+    std::unique_ptr<Connection> connect(bool replacing) override {
+        std::unique_ptr<Connection> connection;
+        try {
+            connection = open_connection(*creator_, setsession_);
+        } catch (...) {
+            failed_.fetch_add(1, std::memory_order_relaxed);
+            throw;
+        }
         open_.fetch_add(1, std::memory_order_relaxed);
+        created_.fetch_add(1, std::memory_order_relaxed);
+        if (replacing) reconnects_.fetch_add(1, std::memory_order_relaxed);
         return connection;
     }
 
     void disconnect(std::unique_ptr<Connection> connection) noexcept override {
         if (!connection) return;
         ConnectionTraits<Connection>::close(*connection);
-        open_.fetch_sub(1, std::memory_order_relaxed);
+        count_closed();
     }
 
     void abandon(std::unique_ptr<Connection> connection) noexcept override {
         if (!connection) return;
         ConnectionSource<Connection>::abandon(std::move(connection));
-        open_.fetch_sub(1, std::memory_order_relaxed);
+        count_closed();
     }
 
-    // A statistic: relaxed, exact once the threads that open and close are quiet.
+    // Statistics: relaxed, exact once the threads that open and close are quiet.
     std::size_t open() const noexcept { return open_.load(std::memory_order_relaxed); }
 
+    // The counters of PoolStats a PersistentPool keeps (see PersistentPool::stats).
+    void add_counters(PoolStats& stats) const noexcept {
+        stats.created = created_.load(std::memory_order_relaxed);
+        stats.closed = closed_.load(std::memory_order_relaxed);
+        stats.reconnects = reconnects_.load(std::memory_order_relaxed);
+        stats.failed_connects = failed_.load(std::memory_order_relaxed);
+    }
+
 private:
+    void count_closed() noexcept {
+        open_.fetch_sub(1, std::memory_order_relaxed);
+        closed_.fetch_add(1, std::memory_order_relaxed);
+    }
+
     std::shared_ptr<const Creator<Connection>> creator_;
     std::vector<std::string> setsession_;
     std::atomic<std::size_t> open_{0};
+    std::atomic<std::uint64_t> created_{0};
+    std::atomic<std::uint64_t> closed_{0};
+    std::atomic<std::uint64_t> reconnects_{0};
+    std::atomic<std::uint64_t> failed_{0};
 };
 
 template <class Steady>
@@ -120,14 +148,14 @@ struct PersistentSlot {
     std::shared_ptr<Source> source;  // declared before `steady`, which closes through it
     std::unique_ptr<Steady> steady;
     std::atomic<int> state{0};  // handles out on the owning thread, plus persistent_closed_bit
+    // The transaction guard (PersistentConnection::begin): the live handle whose begin() is
+    // open, or null. A handle clears it when it ends and moves it along when it is moved, so it
+    // never names a dead handle. Only the context that owns the slot touches it, one handle at a
+    // time: no synchronisation. Next to `state`, which every handle's end touches anyway.
+    const void* tx_owner = nullptr;
+    bool thread_keyed = true;  // which pool to suggest when the guard refuses
     std::weak_ptr<PersistentRegistry<Steady>> registry;
     std::shared_ptr<PersistentSlot> owner_for_handles;  // set once the table has let go
-
-    // The transaction guard (PersistentConnection::begin). Only the context that owns the slot
-    // touches these, one handle at a time, so they need no synchronisation.
-    std::uint64_t handle_serials = 0;  // the last serial given to a handle that began
-    std::uint64_t tx_owner = 0;        // the live handle whose begin() is open (its serial), or 0
-    bool thread_keyed = true;          // which pool to suggest when the guard refuses
 
     // Marks the slot closed; true when the caller must close the connection now.
     bool mark_closed() noexcept {
@@ -139,6 +167,10 @@ struct PersistentSlot {
 
     bool handles_out() const noexcept {
         return (state.load(std::memory_order_acquire) & ~persistent_closed_bit) != 0;
+    }
+
+    bool closed() const noexcept {
+        return (state.load(std::memory_order_acquire) & persistent_closed_bit) != 0;
     }
 
     // Ends one handle; the last one after a close closes the connection and, when the thread's
@@ -259,16 +291,16 @@ public:
     /// Takes over `other`'s reference (and its open transaction, for the guard of begin());
     /// `other` is left empty.
     PersistentConnection(PersistentConnection&& other) noexcept
-        : Forwarding(),
-          slot_(std::exchange(other.slot_, nullptr)),
-          serial_(std::exchange(other.serial_, 0)) {}
+        : Forwarding(), slot_(std::exchange(other.slot_, nullptr)) {
+        take_transaction_from(other);
+    }
 
     /// Ends this handle, then takes over `other`'s reference.
     PersistentConnection& operator=(PersistentConnection&& other) noexcept {
         if (this != &other) {
             release();
             slot_ = std::exchange(other.slot_, nullptr);
-            serial_ = std::exchange(other.serial_, 0);
+            take_transaction_from(other);
         }
         return *this;
     }
@@ -301,19 +333,18 @@ public:
     /// `*handle`.
     void begin() {
         Slot& slot = checked_slot();
-        if (serial_ == 0) serial_ = ++slot.handle_serials;
-        if (slot.tx_owner != 0 && slot.tx_owner != serial_ && slot.steady->in_transaction()) {
+        if (slot.tx_owner != nullptr && slot.tx_owner != this && slot.steady->in_transaction()) {
             throw interleaved_error(slot);
         }
         slot.steady->begin();
-        slot.tx_owner = serial_;
+        slot.tx_owner = this;
     }
 
     /// Commits (see SteadyConnection::commit); any handle of the connection may end its
     /// transaction.
     void commit() {
         Slot& slot = checked_slot();
-        slot.tx_owner = 0;
+        slot.tx_owner = nullptr;
         slot.steady->commit();
     }
 
@@ -321,7 +352,7 @@ public:
     /// transaction.
     void rollback() {
         Slot& slot = checked_slot();
-        slot.tx_owner = 0;
+        slot.tx_owner = nullptr;
         slot.steady->rollback();
     }
 
@@ -358,18 +389,23 @@ private:
                 "caller's transaction without calling begin().");
     }
 
+    // After a move: the transaction `other` began is this handle's now.
+    void take_transaction_from(const PersistentConnection& other) noexcept {
+        if (slot_ != nullptr && slot_->tx_owner == &other) slot_->tx_owner = this;
+    }
+
     void release() noexcept {
         Slot* slot = std::exchange(slot_, nullptr);
         if (slot == nullptr) return;
         // An open transaction outlives the handle that began it (PersistentDB lets a later
         // handle of the context commit it); the guard then has no owner to protect.
-        if (serial_ != 0 && slot->tx_owner == serial_) slot->tx_owner = 0;
-        serial_ = 0;
+        if (slot->tx_owner == this) slot->tx_owner = nullptr;
         slot->release_handle();
     }
 
-    Slot* slot_ = nullptr;      // counted in slot_->state, which keeps it alive (PersistentSlot)
-    std::uint64_t serial_ = 0;  // given at this handle's first begin(), for the guard
+    // The handle is this pointer only, as before the guard: the guard identifies a handle by
+    // its address (PersistentSlot::tx_owner).
+    Slot* slot_ = nullptr;  // counted in slot_->state, which keeps it alive (PersistentSlot)
 };
 
 /// One steady connection per context per pool (DBUtils' PersistentDB, whose `threadlocal=` is
@@ -391,6 +427,10 @@ class PersistentPool {
     using Kind = detail::ContextKind;
     static constexpr Kind kind = detail::context_kind<Context>();
     using Key = typename detail::ContextKey<Context>::type;
+    // The registry's lock, checking the invariants at the end of each section in test builds.
+    using Lock = detail::PoolLock<PersistentPool, std::mutex>;
+    friend Lock;
+    friend struct detail::PersistentInvariants<PersistentPool>;
 
 public:
     /// The handle connection() returns.
@@ -464,7 +504,7 @@ public:
     void end_context(const Key& key) noexcept {
         std::shared_ptr<Slot> slot;
         {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             const auto found = keyed_.find(key);
             if (found == keyed_.end()) return;
             slot = std::move(found->second);
@@ -489,7 +529,7 @@ public:
         registry_->check_fork();  // a child must not close the parent's connections
         std::vector<std::shared_ptr<Slot>> closing;
         {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             if (registry_->closed) return;
             registry_->closed = true;
             for (const auto& slot : registry_->slots) {
@@ -508,6 +548,30 @@ public:
 
     /// How many context connections are open right now (counted where they open and close).
     std::size_t open_connections() const noexcept { return source_->open(); }
+
+    /// A snapshot, for every kind of context: `total` (open connections, as
+    /// open_connections()), `in_use` (contexts holding a handle now, counted as one each),
+    /// `idle` (open connections no handle holds), `created`, `closed`, `reconnects` (reopened in
+    /// place: broken, maxusage, after a closeable close()) and `failed_connects`. The fields
+    /// about waiting and limits stay 0: a PersistentPool has no limit and never waits.
+    ///
+    /// \par Thread-safety
+    /// Any thread; takes the pool's lock briefly (no I/O). The counts are exact once the
+    /// contexts are quiet.
+    PoolStats stats() const {
+        PoolStats stats;
+        source_->add_counters(stats);
+        stats.total = source_->open();
+        {
+            Lock lock(*this);
+            for (const auto& slot : registry_->slots) {
+                if (slot->handles_out()) ++stats.in_use;
+            }
+        }
+        stats.in_use = std::min(stats.in_use, stats.total);
+        stats.idle = stats.total - stats.in_use;
+        return stats;
+    }
 
     /// The validated options.
     const PersistentOptions& options() const noexcept { return options_; }
@@ -542,7 +606,7 @@ private:
         slots.prune();
         auto slot = open_slot();
         {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             if (registry_->closed) throw closed_error();  // the new connection closes on unwind
             registry_->slots.push_back(slot);
         }
@@ -559,14 +623,14 @@ private:
         Slot* slot = nullptr;
         std::shared_ptr<Slot> opened;  // destroyed (closed) after the lock if another won
         {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             if (registry_->closed) throw closed_error();
             const auto found = keyed_.find(key);
             if (found != keyed_.end()) slot = acquire_locked(*found->second);
         }
         if (slot == nullptr) {
             opened = open_slot();  // connects: no lock held
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             if (registry_->closed) throw closed_error();
             const auto placed = keyed_.emplace(key, opened);
             if (placed.second) registry_->slots.push_back(opened);
@@ -596,7 +660,7 @@ private:
     // A new slot with its connection open (connects; may throw).
     std::shared_ptr<Slot> open_slot() {
         {
-            std::lock_guard<std::mutex> lock(registry_->mutex);
+            Lock lock(*this);
             if (registry_->closed) throw closed_error();
         }
         auto slot = std::make_shared<Slot>();
@@ -620,6 +684,12 @@ private:
     static detail::ThreadSlots<Steady>& thread_slots() {
         thread_local detail::ThreadSlots<Steady> slots;
         return slots;
+    }
+
+    // PoolLock's hooks.
+    std::mutex& pool_mutex() const noexcept { return registry_->mutex; }
+    void check_invariants_locked() const noexcept {
+        detail::PersistentInvariants<PersistentPool>::check(*this);
     }
 
     static Error closed_error() {

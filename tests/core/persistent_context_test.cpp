@@ -2,7 +2,7 @@
 // for each kind of policy, the lifecycle PersistentPool has for threads (persistent_pool_test.cpp,
 // persistent_regression_test.cpp): one connection per context, closed at context end, the pool
 // closed or destroyed first, a broken connection, a transaction lost, and the count of open
-// connections throughout.
+// connections throughout, and stats() (every lifecycle test checks it against the fake server).
 //
 // Two policies stand for the two kinds: FakeFiberContext (storage: a context-local table the test
 // destroys to end the context, as Boost.Fiber's fiber_specific_ptr does at fiber end) and
@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -101,6 +102,18 @@ dbpool::PersistentOptions exact() {
     return options;
 }
 
+// stats() as the fake server sees it; exact while no other thread opens or closes.
+template <class Pool>
+void check_stats(const Pool& pool, const FakeDatabase& db) {
+    const dbpool::PoolStats stats = pool.stats();
+    CHECK(stats.total == static_cast<std::size_t>(db.open_now()));
+    CHECK(stats.created == static_cast<std::uint64_t>(db.opens()));
+    CHECK(stats.closed == static_cast<std::uint64_t>(db.closes()));
+    CHECK(stats.idle + stats.in_use == stats.total);
+    CHECK(stats.waiting == 0);
+    CHECK(stats.maxconnections == 0);
+}
+
 template <class Kind>
 struct ContextFixture {
     using Pool = typename Kind::Pool;
@@ -125,6 +138,7 @@ struct ContextFixture {
     // What the pool counts must be what is really open on the fake server.
     void check_count() const {
         CHECK(pool->open_connections() == static_cast<std::size_t>(db->open_now()));
+        check_stats(*pool, *db);
     }
 };
 
@@ -329,4 +343,75 @@ TEMPLATE_TEST_CASE_METHOD(ContextFixture,
     CHECK(f.db->open_now() == 0);
     CHECK(f.pool->open_connections() == 0);
     CHECK(f.db->opens() == f.db->closes());
+}
+
+TEMPLATE_TEST_CASE_METHOD(ContextFixture,
+                          "persistent contexts: stats() counts contexts in use, idle connections, "
+                          "reconnects and failed connects",
+                          "[persistent][context]", StorageKind, KeyedKind) {
+    auto& f = *this;
+    f.id_in(0);
+    f.id_in(1);
+    f.contexts.enter(2);
+    auto held = f.pool->connection();
+    auto second = f.pool->connection();  // one context holding two handles is one in use
+    dbpool::PoolStats stats = f.pool->stats();
+    CHECK(stats.total == 3);
+    CHECK(stats.in_use == 1);
+    CHECK(stats.idle == 2);
+    CHECK(stats.created == 3);
+    CHECK(stats.reconnects == 0);
+    f.db->fail_statements(1, Failure::broken);
+    CHECK_THROWS(held->execute("broken"));
+    held->execute("reopened in place");
+    stats = f.pool->stats();
+    CHECK(stats.reconnects == 1);
+    CHECK(stats.created == 4);
+    CHECK(stats.closed == 1);
+    CHECK(stats.total == 3);
+    f.check_count();
+
+    f.db->fail_connects(1);
+    f.contexts.enter(3);
+    CHECK_THROWS_MATCHES(f.pool->connection(), dbpool::Error, has_code(ErrorCode::connect_failed));
+    CHECK(f.pool->stats().failed_connects == 1);
+    f.check_count();
+
+    f.end(0);
+    stats = f.pool->stats();
+    CHECK(stats.total == 2);
+    CHECK(stats.in_use == 1);
+    CHECK(stats.idle == 1);
+    { auto gone = std::move(held); }
+    { auto gone = std::move(second); }
+    CHECK(f.pool->stats().in_use == 0);
+    f.end(1);
+    f.end(2);
+    f.check_count();
+    CHECK(f.pool->stats().total == 0);
+}
+
+TEST_CASE("persistent contexts: stats() of the thread-keyed default", "[persistent][context]") {
+    auto db = std::make_shared<FakeDatabase>();
+    dbpool::PersistentPool<FakeConnection, ManualClock> pool(
+        FakeDatabase::creator<FakeConnection>(db), exact());
+    auto mine = pool.connection();
+    std::thread([&] {
+        auto theirs = pool.connection();
+        theirs->execute("s");
+    }).join();  // that thread has ended: its connection is closed
+    dbpool::PoolStats stats = pool.stats();
+    CHECK(stats.total == 1);
+    CHECK(stats.in_use == 1);
+    CHECK(stats.idle == 0);
+    CHECK(stats.created == 2);
+    CHECK(stats.closed == 1);
+    check_stats(pool, *db);
+    { auto gone = std::move(mine); }
+    stats = pool.stats();
+    CHECK(stats.in_use == 0);
+    CHECK(stats.idle == 1);
+    pool.close();
+    check_stats(pool, *db);
+    CHECK(pool.stats().total == 0);
 }

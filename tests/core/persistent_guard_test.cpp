@@ -131,6 +131,24 @@ TEST_CASE_METHOD(GuardFixture,
     CHECK(db->commits() == 1);
 }
 
+TEST_CASE_METHOD(GuardFixture,
+                 "persistent guard: the end of a moved handle that began is seen, wherever it "
+                 "was moved",
+                 "[persistent][guard]") {
+    auto second = pool.connection();
+    {
+        auto first = pool.connection();
+        first.begin();
+        Handle inner = std::move(first);
+        CHECK_THROWS_MATCHES(second.begin(), dbpool::Error, interleaved());
+        { auto empty = std::move(first); }  // a moved-from handle's end changes nothing
+        CHECK_THROWS_MATCHES(second.begin(), dbpool::Error, interleaved());
+    }                // `inner` ends: no live handle owns the open transaction
+    second.begin();  // as DBUtils would
+    second.rollback();
+    CHECK(db->begins() == 2);
+}
+
 // --- legal uses ----------------------------------------------------------------------------------
 
 TEST_CASE_METHOD(GuardFixture, "persistent guard: a helper called inside a transaction joins it",
