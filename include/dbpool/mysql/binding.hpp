@@ -1,5 +1,6 @@
 #pragma once
 
+#include <dbpool/detail/value_rules.hpp>
 #include <dbpool/mysql/client.hpp>
 #include <dbpool/mysql/result_set.hpp>
 
@@ -27,12 +28,8 @@ struct ParamSlot {
     ClientBool is_null = 0;               // read by the client at execute
 };
 
-template <class T>
-struct is_byte_vector : std::false_type {};
-template <>
-struct is_byte_vector<std::vector<std::byte>> : std::true_type {};
-template <>
-struct is_byte_vector<std::vector<unsigned char>> : std::true_type {};
+using dbpool::detail::bindable;
+using dbpool::detail::is_byte_vector;
 
 template <class T>
 constexpr enum_field_types integer_field_type() {
@@ -165,15 +162,5 @@ private:
     std::vector<ParamSlot> slots_;
     std::vector<MYSQL_BIND> last_;
 };
-
-// Decays arrays (string literals) to pointers so they bind as const char*.
-template <class T>
-decltype(auto) bindable(const T& value) {
-    if constexpr (std::is_array_v<T>) {
-        return static_cast<const std::remove_extent_t<T>*>(value);
-    } else {
-        return (value);
-    }
-}
 
 }  // namespace dbpool::mysql::detail

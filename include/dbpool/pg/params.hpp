@@ -1,5 +1,6 @@
 #pragma once
 
+#include <dbpool/detail/value_rules.hpp>
 #include <dbpool/pg/errors.hpp>
 #include <dbpool/pg/result_set.hpp>
 
@@ -29,12 +30,8 @@ struct Param {
     std::string text;               // text that had to be copied or encoded
 };
 
-template <class T>
-struct is_byte_vector : std::false_type {};
-template <>
-struct is_byte_vector<std::vector<std::byte>> : std::true_type {};
-template <>
-struct is_byte_vector<std::vector<unsigned char>> : std::true_type {};
+using dbpool::detail::bindable;
+using dbpool::detail::is_byte_vector;
 
 // The OID a C++ integer is sent as: the smallest PostgreSQL integer that holds every value.
 template <class T>
@@ -142,16 +139,6 @@ void encode(Param& param, const T& value) {
         static_assert(sizeof(U) == 0,
                       "parameter type not supported: use integers, bool, float/double, "
                       "std::string(_view)/const char*, Blob, std::optional or std::nullopt");
-    }
-}
-
-// Decays arrays (string literals) to pointers so they bind as const char*.
-template <class T>
-decltype(auto) bindable(const T& value) {
-    if constexpr (std::is_array_v<T>) {
-        return static_cast<const std::remove_extent_t<T>*>(value);
-    } else {
-        return (value);
     }
 }
 
