@@ -56,6 +56,56 @@ decltype(auto) bindable(const T& value) {
     }
 }
 
+// Hands one statement argument to `encoder` by its kind, the same for every backend; the
+// encoder writes only its wire format. The kinds, as calls on the encoder:
+//   null()               std::nullopt, nullptr: a NULL of no particular type;
+//   null_of<V>()         an empty std::optional<V> (a NULL that keeps V's type), and a null
+//                        const char* (as null_of<std::string>());
+//   boolean(bool)
+//   integer(I)           any integer type but bool and char (a char is one character of text);
+//   floating(F)          float, double, long double;
+//   text(string_view)    a char or a std::string_view;
+//   string(const std::string&), c_string(const char*)   text the encoder may use in place;
+//   bytes(const unsigned char*, size_t)                  a Blob or std::vector<unsigned char>.
+// Anything else does not compile, with the same message for every backend.
+template <class Encoder, class T>
+void encode_argument(Encoder& encoder, const T& value) {
+    using U = std::decay_t<T>;
+    if constexpr (std::is_same_v<U, std::nullopt_t> || std::is_same_v<U, std::nullptr_t>) {
+        encoder.null();
+    } else if constexpr (is_optional<U>::value) {
+        if (value.has_value()) {
+            encode_argument(encoder, *value);
+        } else {
+            encoder.template null_of<typename U::value_type>();
+        }
+    } else if constexpr (std::is_same_v<U, bool>) {
+        encoder.boolean(value);
+    } else if constexpr (std::is_same_v<U, char>) {
+        encoder.text(std::string_view(&value, 1));
+    } else if constexpr (std::is_integral_v<U>) {
+        encoder.integer(value);
+    } else if constexpr (std::is_floating_point_v<U>) {
+        encoder.floating(value);
+    } else if constexpr (std::is_same_v<U, std::string>) {
+        encoder.string(value);
+    } else if constexpr (std::is_same_v<U, std::string_view>) {
+        encoder.text(value);
+    } else if constexpr (std::is_same_v<U, const char*> || std::is_same_v<U, char*>) {
+        if (value == nullptr) {
+            encoder.template null_of<std::string>();
+        } else {
+            encoder.c_string(value);
+        }
+    } else if constexpr (is_byte_vector<U>::value) {
+        encoder.bytes(reinterpret_cast<const unsigned char*>(value.data()), value.size());
+    } else {
+        static_assert(sizeof(U) == 0,
+                      "parameter type not supported: use integers, bool, float/double, "
+                      "std::string(_view)/const char*, Blob, std::optional or std::nullopt");
+    }
+}
+
 // Where a conversion happens, for its messages: "mysql" or "pg", and the column's name.
 struct ValueSite {
     const char* backend;

@@ -60,54 +60,53 @@ inline void bind_bytes(MYSQL_BIND& bind, ParamSlot& slot, const char* data, std:
     bind.length = &slot.length;
 }
 
-// Writes one argument into `slot` and describes it in `bind` (which starts zeroed). Every
-// field of `bind` depends only on T and on the slot's addresses, except a text's buffer when
-// a longer value made the string reallocate: so the same call site describes the same binding
-// every time, and ParamBinding can tell that nothing needs binding again. NULL of a known type
-// (an empty optional, a null const char*) keeps that type and sets the null flag.
+// The MySQL side of an argument (dbpool::detail::encode_argument says which kind it is): the
+// value goes into the slot in its own width or as bytes, and `bind` describes it. Every field
+// of `bind` depends only on the argument's type and on the slot's addresses, except a text's
+// buffer when a longer value made the string reallocate: so the same call site describes the
+// same binding every time, and ParamBinding can tell that nothing needs binding again. NULL of
+// a known type (an empty optional, a null const char*) keeps that type and sets the null flag.
+struct SlotEncoder {
+    MYSQL_BIND& bind;
+    ParamSlot& slot;
+
+    void null() { bind.buffer_type = MYSQL_TYPE_NULL; }
+    template <class V>
+    void null_of() {
+        dbpool::detail::encode_argument(*this, V{});
+        slot.is_null = 1;
+    }
+    void boolean(bool value) {
+        bind_fixed(bind, slot, MYSQL_TYPE_LONGLONG, std::int64_t{value ? 1 : 0});
+    }
+    template <class I>
+    void integer(I value) {
+        bind_fixed(bind, slot, integer_field_type<I>(), value);
+        bind.is_unsigned = std::is_unsigned_v<I>;
+    }
+    template <class F>
+    void floating(F value) {
+        if constexpr (std::is_same_v<F, float>) {
+            bind_fixed(bind, slot, MYSQL_TYPE_FLOAT, value);
+        } else {
+            bind_fixed(bind, slot, MYSQL_TYPE_DOUBLE, static_cast<double>(value));
+        }
+    }
+    void text(std::string_view value) { bind_bytes(bind, slot, value.data(), value.size()); }
+    void string(const std::string& value) { text(value); }
+    void c_string(const char* value) { text(value); }
+    void bytes(const unsigned char* data, std::size_t size) {
+        bind_bytes(bind, slot, reinterpret_cast<const char*>(data), size, MYSQL_TYPE_BLOB);
+    }
+};
+
+// Writes one argument into `slot` and describes it in `bind` (which starts zeroed).
 template <class T>
 void bind_value(MYSQL_BIND& bind, ParamSlot& slot, const T& value) {
-    using U = std::decay_t<T>;
     slot.is_null = 0;
     bind.is_null = &slot.is_null;
-    if constexpr (std::is_same_v<U, std::nullopt_t> || std::is_same_v<U, std::nullptr_t>) {
-        bind.buffer_type = MYSQL_TYPE_NULL;
-    } else if constexpr (is_optional<U>::value) {
-        if (value.has_value()) {
-            bind_value(bind, slot, *value);
-        } else {
-            bind_value(bind, slot, typename U::value_type{});
-            slot.is_null = 1;
-        }
-    } else if constexpr (std::is_same_v<U, bool>) {
-        bind_fixed(bind, slot, MYSQL_TYPE_LONGLONG, std::int64_t{value ? 1 : 0});
-    } else if constexpr (std::is_same_v<U, char>) {
-        // A single char is text, not a TINYINT.
-        bind_bytes(bind, slot, &value, 1);
-    } else if constexpr (std::is_integral_v<U>) {
-        bind_fixed(bind, slot, integer_field_type<U>(), value);
-        bind.is_unsigned = std::is_unsigned_v<U>;
-    } else if constexpr (std::is_same_v<U, float>) {
-        bind_fixed(bind, slot, MYSQL_TYPE_FLOAT, value);
-    } else if constexpr (std::is_floating_point_v<U>) {
-        bind_fixed(bind, slot, MYSQL_TYPE_DOUBLE, static_cast<double>(value));
-    } else if constexpr (std::is_same_v<U, std::string> || std::is_same_v<U, std::string_view>) {
-        bind_bytes(bind, slot, value.data(), value.size());
-    } else if constexpr (std::is_same_v<U, const char*> || std::is_same_v<U, char*>) {
-        if (value == nullptr) {
-            bind_bytes(bind, slot, nullptr, 0);
-            slot.is_null = 1;
-        } else {
-            bind_bytes(bind, slot, value, std::strlen(value));
-        }
-    } else if constexpr (is_byte_vector<U>::value) {
-        bind_bytes(bind, slot, reinterpret_cast<const char*>(value.data()), value.size(),
-                   MYSQL_TYPE_BLOB);
-    } else {
-        static_assert(sizeof(U) == 0,
-                      "parameter type not supported: use integers, bool, float/double, "
-                      "std::string(_view)/const char*, Blob, std::optional or std::nullopt");
-    }
+    SlotEncoder encoder{bind, slot};
+    dbpool::detail::encode_argument(encoder, value);
 }
 
 // The parameters of one cached prepared statement: their slots, and the MYSQL_BIND array the
