@@ -20,4 +20,9 @@
 #include <dbpool/pg/errors.hpp>
 #include <dbpool/pg/params.hpp>
 #include <dbpool/pg/result_set.hpp>
+#include <dbpool/pg/session.hpp>
+#include <dbpool/pg/sql_scan.hpp>
 #include <dbpool/pg/statement_cache.hpp>
+#include <dbpool/pg/statements.hpp>
+#include <dbpool/pg/transaction_status.hpp>
+#include <dbpool/pg/wire.hpp>

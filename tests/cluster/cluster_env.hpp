@@ -6,6 +6,7 @@
 #include <dbpool/mysql.hpp>
 
 #include "../fault_support.hpp"
+#include "../server_support.hpp"
 
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -104,14 +105,7 @@ inline TestBed load_bed(const char* variable, const char* script) {
                                  " start DIR` and export " + variable +
                                  "=DIR (ctest does this through its fixture)");
     }
-    std::map<std::string, std::string> values;
-    std::ifstream in(std::string(dir) + "/env");
-    if (!in) throw std::runtime_error(std::string("cannot read ") + dir + "/env");
-    std::string line;
-    while (std::getline(in, line)) {
-        const auto eq = line.find('=');
-        if (eq != std::string::npos) values[line.substr(0, eq)] = line.substr(eq + 1);
-    }
+    auto values = dbpool_test::read_env_file(std::string(dir) + "/env");
     TestBed bed;
     bed.script = script;
     bed.dir = dir;
@@ -142,12 +136,7 @@ inline const TestBed& galera() {
 /// Polls `condition` every 20 ms until it holds or `limit` passes; returns its last value.
 template <class Condition>
 bool eventually(Condition condition, std::chrono::milliseconds limit = 10s) {
-    const auto deadline = Clock::now() + limit;
-    while (!condition()) {
-        if (Clock::now() >= deadline) return condition();
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
+    return dbpool_test::eventually(condition, limit);
 }
 
 /// One line of the report on stdout (quoted in the closing note).

@@ -6,6 +6,7 @@
 #include <dbpool/mysql.hpp>
 
 #include "../fault_support.hpp"
+#include "../server_support.hpp"
 
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -82,14 +83,7 @@ inline const FaultServer& fault_server() {
                 "DBPOOL_FAULTS_DIR is not set: run `scripts/mariadb.sh start DIR` and export "
                 "DBPOOL_FAULTS_DIR=DIR (ctest does this through the mariadb_faults fixture)");
         }
-        std::map<std::string, std::string> values;
-        std::ifstream in(std::string(dir) + "/env");
-        if (!in) throw std::runtime_error(std::string("cannot read ") + dir + "/env");
-        std::string line;
-        while (std::getline(in, line)) {
-            const auto eq = line.find('=');
-            if (eq != std::string::npos) values[line.substr(0, eq)] = line.substr(eq + 1);
-        }
+        auto values = dbpool_test::read_env_file(std::string(dir) + "/env");
         FaultServer result;
         result.dir = dir;
         result.socket = values["DBPOOL_TEST_SOCKET"];
@@ -140,12 +134,7 @@ inline std::vector<std::uint64_t> user_connection_ids(dbpool::mysql::Connection&
 /// Polls `condition` every 50 ms until it holds or `limit` passes; returns its last value.
 template <class Condition>
 bool eventually(Condition condition, std::chrono::milliseconds limit = 10s) {
-    const auto deadline = Clock::now() + limit;
-    while (!condition()) {
-        if (Clock::now() >= deadline) return condition();
-        std::this_thread::sleep_for(50ms);
-    }
-    return true;
+    return dbpool_test::eventually(condition, limit, 50ms);
 }
 
 using dbpool_test::ErrorTally;

@@ -305,6 +305,63 @@ TEST_CASE("prepared statements are cached per connection", "[mysql]") {
     CHECK(connection.cached_statements() == 64);
 }
 
+TEST_CASE("a cached statement is bound once and its values rewritten in place", "[mysql]") {
+    // Oracle's client allocates from the statement's memory on every bind call in 8.4
+    // (binding.hpp, ParamBinding): a cached statement must not be bound on every execution.
+    namespace detail = dbpool::mysql::detail;
+    detail::Session session(test_server().tcp());
+    session.connect();
+    detail::Statements statements;
+    using Keep = detail::Keep;
+    const auto scalar = [](const detail::Results& results) {
+        REQUIRE(results.sets.size() == 1);
+        return results.sets[0].row(0);
+    };
+
+    // Fixed-size values: one bind for 200 executions.
+    for (int i = 0; i < 200; ++i) {
+        const auto row = scalar(statements.run_prepared(session, "SELECT ? * 2, ? + 0.5",
+                                                        Keep::first, i, static_cast<double>(i)));
+        CHECK(row.get<int>(0) == i * 2);
+        CHECK(row.get<double>(1) == i + 0.5);
+    }
+    CHECK(statements.parameter_binds() == 1);
+
+    // Text that grows, shrinks and turns NULL and back: a text's buffer moves only when the
+    // copy outgrows its capacity, so the binds stay few (one, plus one per growth).
+    const std::size_t before = statements.parameter_binds();
+    for (std::size_t i = 0; i < 300; ++i) {
+        const std::size_t size = (i * 37) % 2000;
+        const std::optional<std::string> text =
+            i % 5 == 0 ? std::nullopt : std::optional<std::string>(std::string(size, 'a' + i % 26));
+        const auto row = scalar(statements.run_prepared(
+            session, "SELECT ?, LENGTH(?), ?", Keep::first, text, text, static_cast<int>(i)));
+        if (text) {
+            CHECK(row.get<std::string>(0) == *text);
+            CHECK(row.get<std::size_t>(1) == size);
+        } else {
+            CHECK(row.is_null(0));
+            CHECK(row.is_null(1));
+        }
+        CHECK(row.get<std::size_t>(2) == i);
+    }
+    CHECK(statements.parameter_binds() - before <= 2 * 12);
+
+    // Other argument types for the same SQL: bound again, and the values are right.
+    const std::size_t typed = statements.parameter_binds();
+    CHECK(scalar(statements.run_prepared(session, "SELECT ? * 2, ? + 0.5", Keep::first,
+                                         std::int64_t{1} << 40, 1.0F))
+              .get<std::int64_t>(0) == std::int64_t{1} << 41);
+    CHECK(statements.parameter_binds() == typed + 1);
+    CHECK(scalar(statements.run_prepared(session, "SELECT ? * 2, ? + 0.5", Keep::first, 7, 1.0))
+              .get<int>(0) == 14);
+    CHECK(statements.parameter_binds() == typed + 2);
+    const char* none = nullptr;
+    CHECK(scalar(statements.run_prepared(session, "SELECT ?, LENGTH(?), ?", Keep::first, none,
+                                         "abc", 1))
+              .is_null(0));
+}
+
 TEST_CASE("escape quotes special characters", "[mysql]") {
     Connection connection(test_server().tcp());
     const std::string nasty = "it's a \"test\"\\ with\nnewline and \0 nul";

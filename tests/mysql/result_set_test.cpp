@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "../value_rules_cases.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -404,4 +406,23 @@ TEST_CASE("client timeouts: a huge one is no limit, never a wrapped small one", 
     CHECK(client_timeout(seconds::max(), true) == 2147483);       // connect: the longest
     CHECK(client_timeout(seconds((1LL << 32) + 5), true) == 2147483);
     CHECK(client_timeout(seconds(10), true) == 10);
+}
+
+// The rules shared with the PostgreSQL backend (tests/value_rules_cases.hpp), through the text
+// protocol's cells; the binary protocol's numbers meet the same rules in the tests above.
+struct MysqlTextReader {
+    template <class T>
+    T text(const std::string& value) const {
+        const ResultSet rows({"c"}, {Cell(value)}, 0);
+        return rows[0].get<T>(0);
+    }
+    template <class T>
+    T null() const {
+        const ResultSet rows({"c"}, {Cell()}, 0);
+        return rows[0].get<T>(0);
+    }
+};
+
+TEST_CASE("values follow the rules shared with the PostgreSQL backend", "[mysql][result]") {
+    value_rules::check(MysqlTextReader{}, "mysql");
 }

@@ -5,14 +5,14 @@
 #include <dbpool/mysql/connect_options.hpp>
 #include <dbpool/mysql/connection.hpp>
 
+#include "../server_support.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <stdexcept>
 #include <string>
-#include <thread>
 
 #include <unistd.h>
 
@@ -67,25 +67,11 @@ struct TestServer {
 
 inline const TestServer& test_server() {
     static const TestServer server = [] {
-        std::map<std::string, std::string> values;
-        if (const char* path = std::getenv("DBPOOL_TEST_ENV_FILE")) {
-            std::ifstream in(path);
-            if (!in)
-                throw std::runtime_error(std::string("cannot read DBPOOL_TEST_ENV_FILE ") + path);
-            std::string line;
-            while (std::getline(in, line)) {
-                const auto eq = line.find('=');
-                if (eq != std::string::npos) values[line.substr(0, eq)] = line.substr(eq + 1);
-            }
-        }
-        for (const char* name :
-             {"DBPOOL_TEST_SOCKET", "DBPOOL_TEST_PORT", "DBPOOL_TEST_USER", "DBPOOL_TEST_PASSWORD",
-              "DBPOOL_TEST_DATABASE", "DBPOOL_TEST_URL", "DBPOOL_TEST_TLS_DIR",
-              "DBPOOL_TEST_X509_USER", "DBPOOL_TEST_X509_PASSWORD"}) {
-            if (values.count(name) == 0) {
-                if (const char* value = std::getenv(name)) values[name] = value;
-            }
-        }
+        auto values = server_values(
+            "DBPOOL_TEST_ENV_FILE",
+            {"DBPOOL_TEST_SOCKET", "DBPOOL_TEST_PORT", "DBPOOL_TEST_USER", "DBPOOL_TEST_PASSWORD",
+             "DBPOOL_TEST_DATABASE", "DBPOOL_TEST_URL", "DBPOOL_TEST_TLS_DIR",
+             "DBPOOL_TEST_X509_USER", "DBPOOL_TEST_X509_PASSWORD"});
         if (values["DBPOOL_TEST_PORT"].empty()) {
             throw std::runtime_error(
                 "no test server: run `scripts/mariadb.sh start DIR` and set "
@@ -106,26 +92,10 @@ inline const TestServer& test_server() {
     return server;
 }
 
-// Polls `condition` every 20 ms until it holds or `limit` passes; returns its last value.
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() >= deadline) return condition();
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return true;
-}
-
 // Whether the server still lists connection `id` (SHOW PROCESSLIST through `admin`).
 inline bool server_has_connection(dbpool::mysql::Connection& admin, std::uint64_t id) {
     return admin.query("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?", id)
                .scalar<int>() > 0;
-}
-
-// A table name unique to this process, so parallel ctest runs never collide.
-inline std::string unique_table(const std::string& stem) {
-    return stem + "_" + std::to_string(::getpid());
 }
 
 }  // namespace dbpool_test

@@ -6,16 +6,16 @@
 #include <dbpool/pg/connect_options.hpp>
 #include <dbpool/pg/connection.hpp>
 
+#include "../server_support.hpp"
+
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace dbpool_pg_test {
@@ -69,23 +69,9 @@ struct TestServer {
 
 inline const TestServer& test_server() {
     static const TestServer server = [] {
-        std::map<std::string, std::string> values;
-        if (const char* path = std::getenv("DBPOOL_PG_ENV_FILE")) {
-            std::ifstream in(path);
-            if (!in)
-                throw std::runtime_error(std::string("cannot read DBPOOL_PG_ENV_FILE ") + path);
-            std::string line;
-            while (std::getline(in, line)) {
-                const auto eq = line.find('=');
-                if (eq != std::string::npos) values[line.substr(0, eq)] = line.substr(eq + 1);
-            }
-        }
-        for (const char* name : {"DBPOOL_PG_SOCKET_DIR", "DBPOOL_PG_PORT", "DBPOOL_PG_USER",
-                                 "DBPOOL_PG_PASSWORD", "DBPOOL_PG_DATABASE", "DBPOOL_PG_URL"}) {
-            if (values.count(name) == 0) {
-                if (const char* value = std::getenv(name)) values[name] = value;
-            }
-        }
+        auto values = dbpool_test::server_values(
+            "DBPOOL_PG_ENV_FILE", {"DBPOOL_PG_SOCKET_DIR", "DBPOOL_PG_PORT", "DBPOOL_PG_USER",
+                                   "DBPOOL_PG_PASSWORD", "DBPOOL_PG_DATABASE", "DBPOOL_PG_URL"});
         if (values["DBPOOL_PG_PORT"].empty()) {
             throw std::runtime_error(
                 "no test server: run `scripts/postgres.sh start DIR` and set "
@@ -103,16 +89,8 @@ inline const TestServer& test_server() {
     return server;
 }
 
-// Polls `condition` every 20 ms until it holds or `limit` passes; returns its last value.
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds limit = std::chrono::seconds(5)) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() >= deadline) return condition();
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return true;
-}
+using dbpool_test::eventually;
+using dbpool_test::unique_table;
 
 // Whether the server still has a session with process id `pid`.
 inline bool backend_alive(dbpool::pg::Connection& admin, int pid) {
@@ -136,11 +114,6 @@ inline std::vector<int> backends_of(dbpool::pg::Connection& admin, const std::st
     for (const auto& row : rows)
         pids.push_back(row.get<int>(0));
     return pids;
-}
-
-// A table name unique to this process, so parallel ctest runs never collide.
-inline std::string unique_table(const std::string& stem) {
-    return stem + "_" + std::to_string(::getpid());
 }
 
 }  // namespace dbpool_pg_test

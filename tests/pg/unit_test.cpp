@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "../value_rules_cases.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -267,7 +269,8 @@ TEST_CASE("fields convert from the server's text format", "[pg][unit]") {
           std::numeric_limits<std::int64_t>::min());
     CHECK(convert<std::int16_t>("-32768", oid::int2) == -32768);
     CHECK_THROWS_WITH(convert<std::int8_t>("300", oid::int4), Catch::Contains("range"));
-    CHECK_THROWS_WITH(convert<int>("12.5", oid::numeric), Catch::Contains("integer"));
+    CHECK_THROWS_WITH(convert<int>("12.5", oid::numeric), Catch::Contains("non-integral"));
+    CHECK(convert<int>("12.000", oid::numeric) == 12);
     CHECK_THROWS_WITH(convert<int>("t", oid::boolean), Catch::Contains("read it as bool"));
     CHECK(convert<bool>("t", oid::boolean));
     CHECK_FALSE(convert<bool>("f", oid::boolean));
@@ -508,4 +511,21 @@ TEST_CASE("statement scan: placeholders and COPY outside literals, names and com
     // standard_conforming_strings = off: a backslash escapes in every literal.
     CHECK(scan_sql("SELECT 'a\\' $2', $1", false).highest_param == 1);
     CHECK(scan_sql("SELECT 'a\\', $1", true).highest_param == 1);
+}
+
+// The rules shared with the MySQL backend (tests/value_rules_cases.hpp), through the text format
+// PostgreSQL sends every value in.
+struct PgTextReader {
+    template <class T>
+    T text(const std::string& value) const {
+        return convert<T>(value, dbpool::pg::oid::numeric);
+    }
+    template <class T>
+    T null() const {
+        return convert<T>("", dbpool::pg::oid::numeric, true);
+    }
+};
+
+TEST_CASE("values follow the rules shared with the MySQL backend", "[pg][unit]") {
+    value_rules::check(PgTextReader{}, "pg");
 }

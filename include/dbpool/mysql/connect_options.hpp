@@ -66,18 +66,21 @@ enum class Protocol {
 /// an int, so above 2147483 s (24.8 days) a read or write timeout means none and a connect
 /// timeout is taken as 2147483 s: `std::chrono::seconds::max()` means no limit.
 struct ConnectOptions {
-    std::string host = "localhost";            ///< Host name or IP; see `protocol` for "localhost".
-    std::uint16_t port = 3306;                 ///< TCP port (not used for the unix socket).
-    std::string unix_socket;                   ///< Unix socket path; empty = the client's default.
-    Protocol protocol = Protocol::automatic;   ///< TCP or unix socket (see Protocol).
-    std::string user;                          ///< User name.
-    std::string password;                      ///< Password; never printed or put into messages.
-    std::string database;                      ///< Default database; empty = none.
-    std::string charset = "utf8mb4";           ///< Connection character set.
-    std::chrono::seconds connect_timeout{10};  ///< Bound on the whole connect (>= 1 s).
-    std::chrono::seconds read_timeout{30};     ///< Bound on each read (0 = none; bound above).
-    std::chrono::seconds write_timeout{30};    ///< Bound on each write (0 = none; bound above).
-    TlsOptions tls;                            ///< TLS settings.
+    std::string host = "localhost";           ///< Host name or IP; see `protocol` for "localhost".
+    std::uint16_t port = 3306;                ///< TCP port (not used for the unix socket).
+    std::string unix_socket;                  ///< Unix socket path; empty = the client's default.
+    Protocol protocol = Protocol::automatic;  ///< TCP or unix socket (see Protocol).
+    std::string user;                         ///< User name.
+    std::string password;                     ///< Password; never printed or put into messages.
+    std::string database;                     ///< Default database; empty = none.
+    std::string charset = "utf8mb4";          ///< Connection character set.
+    /// Bound on the connect (>= 1 s): with MariaDB Connector/C the whole connect, TLS and login
+    /// included; with Oracle's libmysqlclient the TCP connect and the server's greeting only,
+    /// TLS and login then run under read_timeout/write_timeout (docs/mysql.md).
+    std::chrono::seconds connect_timeout{10};
+    std::chrono::seconds read_timeout{30};   ///< Bound on each read (0 = none; bound above).
+    std::chrono::seconds write_timeout{30};  ///< Bound on each write (0 = none; bound above).
+    TlsOptions tls;                          ///< TLS settings.
 
     /// Parses `mysql://user:pass@host:3306/db?charset=utf8mb4&ssl-mode=required&...`; throws
     /// Error{invalid_options} naming the wrong part, never echoing the user name or password.

@@ -3,6 +3,7 @@
 /// \file
 /// mysql::ResultSet and Row with get<T>() conversions; ExecResult, Cell and Blob.
 
+#include <dbpool/detail/value_rules.hpp>
 #include <dbpool/error.hpp>
 
 #include <charconv>
@@ -21,11 +22,6 @@
 #include <variant>
 #include <vector>
 
-#if !defined(__cpp_lib_to_chars) || __cpp_lib_to_chars < 201611L
-#include <locale>
-#include <sstream>
-#endif
-
 namespace dbpool::mysql {
 
 /// Binary data for BLOB / VARBINARY parameters and columns.
@@ -43,181 +39,46 @@ using Cell = std::variant<std::monostate, std::int64_t, std::uint64_t, double, s
 
 namespace detail {
 
-template <class T>
-struct is_optional : std::false_type {};
-template <class T>
-struct is_optional<std::optional<T>> : std::true_type {};
-
-// Types whose value points into the row's storage.
-template <class T>
-struct is_view : std::is_same<T, std::string_view> {};
-template <class T>
-struct is_view<std::optional<T>> : is_view<T> {};
+using dbpool::detail::is_optional;
+using dbpool::detail::is_view;
 
 [[noreturn]] inline void conversion_error(const std::string& column, const char* why) {
-    // Never the value itself: a column may hold a secret.
-    throw Error(ErrorCode::usage, "mysql: column '" + column + "' " + why);
+    dbpool::detail::conversion_error({"mysql", column}, why);
 }
 
-// Whether `text` is a decimal floating-point literal as the server writes one: an optional
-// sign, digits with an optional fraction, an optional exponent.
-inline bool is_decimal_number(std::string_view text) noexcept {
-    std::size_t i = 0;
-    if (i < text.size() && (text[i] == '-' || text[i] == '+')) ++i;
-    std::size_t digits = 0;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9')
-        ++i, ++digits;
-    if (i < text.size() && text[i] == '.') {
-        ++i;
-        while (i < text.size() && text[i] >= '0' && text[i] <= '9')
-            ++i, ++digits;
-    }
-    if (digits == 0) return false;
-    if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
-        ++i;
-        if (i < text.size() && (text[i] == '-' || text[i] == '+')) ++i;
-        std::size_t exponent = 0;
-        while (i < text.size() && text[i] >= '0' && text[i] <= '9')
-            ++i, ++exponent;
-        if (exponent == 0) return false;
-    }
-    return i == text.size();
-}
-
-// Parses a decimal number into a double: invalid_argument for anything else, out_of_range
-// when it does not fit. Locale-independent on every standard library.
-inline std::errc parse_double(std::string_view text, double& value) {
-    if (!is_decimal_number(text)) return std::errc::invalid_argument;
-    // from_chars wants no leading '+'.
-    if (text.front() == '+') text.remove_prefix(1);
-#if defined(__cpp_lib_to_chars) && __cpp_lib_to_chars >= 201611L
-    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-    return result.ec;
-#else
-    // libc++ (through at least version 14) has no floating-point from_chars: a stream in the
-    // classic locale reads the already-validated text; failing now means out of range.
-    std::istringstream in{std::string(text)};
-    in.imbue(std::locale::classic());
-    double parsed = 0.0;
-    in >> parsed;
-    if (in.fail()) return std::errc::result_out_of_range;
-    value = parsed;
-    return std::errc();
-#endif
-}
-
-// The few floating-point tests below are written out instead of taken from <cmath>: that header
-// alone costs about a tenth of the compile time of every file that includes the backend.
-
-// Whether `value` is neither infinite nor NaN (std::isfinite).
-constexpr bool is_finite(double value) noexcept { return value - value == 0.0; }
-
-// Whether `value` equals its own truncation (value == std::trunc(value)): true for whole numbers
-// and infinities, false for NaN. Doubles of magnitude 2^52 and more are all whole; below that,
-// the cast to int64_t is exact and defined.
-constexpr bool is_whole(double value) noexcept {
-    constexpr double all_whole = 4503599627370496.0;  // 2^52
-    if (!(value > -all_whole && value < all_whole)) return value == value;
-    return static_cast<double>(static_cast<std::int64_t>(value)) == value;
-}
-
-// 2^digits of T, exactly (std::ldexp(1.0, digits)).
-template <class T>
-constexpr double two_to_the_digits() noexcept {
-    double power = 1.0;
-    for (int i = 0; i < std::numeric_limits<T>::digits; ++i)
-        power *= 2.0;
-    return power;
-}
-
-// The exact range rule for an integer read of a double (see integer_from).
-template <class T>
-T integer_from_double(double value, const std::string& column) {
-    if (!is_whole(value)) {  // also false for NaN
-        conversion_error(column, "holds a non-integral number");
-    }
-    // T holds exactly [-2^digits, 2^digits) (signed) or [0, 2^digits) (unsigned), and both
-    // bounds are exact doubles. Comparing with double(max) instead would let 2^63 through for
-    // int64_t (max rounds up to 2^63), and the cast would be undefined behaviour.
-    constexpr double limit = two_to_the_digits<T>();
-    const double lowest = std::is_signed_v<T> ? -limit : 0.0;
-    if (value < lowest || value >= limit) {
-        conversion_error(column, "holds a number out of the requested type's range");
-    }
-    return static_cast<T>(value);
-}
-
+// The binary protocol gives numbers, the text protocol text: both are read by the shared
+// rules (dbpool/detail/value_rules.hpp), so a value converts the same over either.
 template <class T>
 T integer_from(const Cell& cell, const std::string& column) {
-    static_assert(std::is_integral_v<T>);
+    const dbpool::detail::ValueSite site{"mysql", column};
     if (const auto* text = std::get_if<std::string>(&cell)) {
-        T value{};
-        const char* end = text->data() + text->size();
-        const auto result = std::from_chars(text->data(), end, value);
-        if (result.ec == std::errc() && result.ptr == end) return value;
-        if (result.ec == std::errc::result_out_of_range) {
-            conversion_error(column, "holds an integer out of the requested type's range");
-        }
-        // A DOUBLE or DECIMAL over the text protocol ("12.000", "9.2e18"): the same rule as a
-        // double over the binary protocol.
-        double number = 0.0;
-        if (parse_double(*text, number) == std::errc()) {
-            return integer_from_double<T>(number, column);
-        }
-        conversion_error(column, "holds text that is not an integer");
+        return dbpool::detail::integer_from_text<T>(*text, site);
     }
     if (const auto* number = std::get_if<std::int64_t>(&cell)) {
-        if constexpr (std::is_signed_v<T>) {
-            if (*number >= std::numeric_limits<T>::min() &&
-                *number <= std::numeric_limits<T>::max()) {
-                return static_cast<T>(*number);
-            }
-        } else {
-            if (*number >= 0 &&
-                static_cast<std::uint64_t>(*number) <= std::numeric_limits<T>::max()) {
-                return static_cast<T>(*number);
-            }
-        }
-        conversion_error(column, "holds an integer out of the requested type's range");
+        return dbpool::detail::integer_from_signed<T>(*number, site);
     }
     if (const auto* number = std::get_if<std::uint64_t>(&cell)) {
-        if (*number <= static_cast<std::make_unsigned_t<T>>(std::numeric_limits<T>::max())) {
-            return static_cast<T>(*number);
-        }
-        conversion_error(column, "holds an integer out of the requested type's range");
+        return dbpool::detail::integer_from_unsigned<T>(*number, site);
     }
     if (const auto* number = std::get_if<double>(&cell)) {
-        return integer_from_double<T>(*number, column);
+        return dbpool::detail::integer_from_double<T>(*number, site);
     }
-    conversion_error(column, "is NULL; read it as std::optional<T>");
+    dbpool::detail::null_error(site);
 }
 
 template <class T>
 T floating_from(const Cell& cell, const std::string& column) {
     static_assert(std::is_floating_point_v<T>);
+    const dbpool::detail::ValueSite site{"mysql", column};
     if (const auto* number = std::get_if<std::int64_t>(&cell)) return static_cast<T>(*number);
     if (const auto* number = std::get_if<std::uint64_t>(&cell)) return static_cast<T>(*number);
-    double value = 0.0;
     if (const auto* number = std::get_if<double>(&cell)) {
-        value = *number;
-    } else if (const auto* text = std::get_if<std::string>(&cell)) {
-        // One rule for both protocols: text is read as a double, then narrowed like a double
-        // from the binary protocol.
-        const std::errc parsed = parse_double(*text, value);
-        if (parsed == std::errc::result_out_of_range) {
-            conversion_error(column, "holds a number out of the range of double");
-        }
-        if (parsed != std::errc()) conversion_error(column, "holds text that is not a number");
-    } else {
-        conversion_error(column, "is NULL; read it as std::optional<T>");
+        return dbpool::detail::floating_from_double<T>(*number, site);
     }
-    if constexpr (std::numeric_limits<T>::max() < std::numeric_limits<double>::max()) {
-        constexpr double max = std::numeric_limits<T>::max();
-        if (is_finite(value) && (value > max || value < -max)) {
-            conversion_error(column, "holds a number out of the range of the requested type");
-        }
+    if (const auto* text = std::get_if<std::string>(&cell)) {
+        return dbpool::detail::floating_from_text<T>(*text, site);
     }
-    return static_cast<T>(value);
+    dbpool::detail::null_error(site);
 }
 
 template <class T>

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <dbpool/mysql/binding.hpp>
+
 #include <mysql.h>
 
 #include <cstddef>
@@ -8,8 +10,17 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace dbpool::mysql::detail {
+
+// One prepared statement with the storage its parameters are bound to (binding.hpp,
+// ParamBinding): the statement is bound once, and later executions write new values into the
+// same slots, so the client library's bind call runs again only when an address or type changes.
+struct PreparedStatement {
+    MYSQL_STMT* handle = nullptr;
+    ParamBinding params;
+};
 
 // Prepared statements of one connection, keyed by SQL, least recently used evicted first.
 // Not thread-safe: a connection is used by one thread at a time.
@@ -38,32 +49,35 @@ public:
     }
     ~StatementCache() { clear(); }
 
-    // The cached statement for `sql`, marked most recently used, or null.
-    MYSQL_STMT* find(const std::string& sql) {
+    // The cached statement for `sql`, marked most recently used, or null. The entry stays at
+    // its address until it is erased or evicted (list nodes do not move).
+    PreparedStatement* find(const std::string& sql) {
         const auto found = index_.find(sql);
         if (found == index_.end()) return nullptr;
         entries_.splice(entries_.begin(), entries_, found->second);
-        return found->second->second;
+        return &found->second->second;
     }
 
-    // Takes ownership of `statement`; evicts (closes) the least recently used beyond capacity.
-    void insert(const std::string& sql, MYSQL_STMT* statement) {
+    // Takes ownership of `statement`; evicts (closes) the least recently used beyond capacity,
+    // never the statement just inserted.
+    PreparedStatement& insert(const std::string& sql, MYSQL_STMT* statement) {
         erase(sql);
-        entries_.emplace_front(sql, statement);
+        entries_.emplace_front(sql, PreparedStatement{statement, {}});
         index_.emplace(sql, entries_.begin());
-        while (entries_.size() > capacity_) {
-            MYSQL_STMT* oldest = entries_.back().second;
+        while (entries_.size() > capacity_ && entries_.size() > 1) {
+            MYSQL_STMT* oldest = entries_.back().second.handle;
             index_.erase(entries_.back().first);
             entries_.pop_back();
             mysql_stmt_close(oldest);
         }
+        return entries_.front().second;
     }
 
     // Closes and forgets the statement for `sql`, if cached.
     void erase(const std::string& sql) {
         const auto found = index_.find(sql);
         if (found == index_.end()) return;
-        MYSQL_STMT* statement = found->second->second;
+        MYSQL_STMT* statement = found->second->second.handle;
         entries_.erase(found->second);
         index_.erase(found);
         mysql_stmt_close(statement);
@@ -72,7 +86,7 @@ public:
     // Closes every statement (COM_STMT_CLOSE needs no reply, so this costs no round trip).
     void clear() noexcept {
         for (auto& entry : entries_)
-            mysql_stmt_close(entry.second);
+            mysql_stmt_close(entry.second.handle);
         entries_.clear();
         index_.clear();
     }
@@ -88,7 +102,7 @@ public:
     std::size_t capacity() const noexcept { return capacity_; }
 
 private:
-    using Entry = std::pair<std::string, MYSQL_STMT*>;
+    using Entry = std::pair<std::string, PreparedStatement>;
     std::size_t capacity_;
     std::list<Entry> entries_;
     std::unordered_map<std::string, std::list<Entry>::iterator> index_;

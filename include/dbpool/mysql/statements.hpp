@@ -60,7 +60,8 @@ public:
     Results run_prepared(Session& session, std::string_view sql, Keep keep, const Args&... args) {
         ready(session);
         const std::string key(sql);
-        MYSQL_STMT* statement = prepared(session, key);
+        PreparedStatement& entry = prepared(session, key);
+        MYSQL_STMT* statement = entry.handle;
         constexpr std::size_t count = sizeof...(Args);
         const auto expected = static_cast<std::size_t>(mysql_stmt_param_count(statement));
         if (expected != count) {
@@ -68,12 +69,15 @@ public:
                         count_of(expected, "placeholder") + " but " + count_of(count, "argument") +
                         (count == 1 ? " was" : " were") + " given");
         }
+        // Bound once per cached statement; later executions only write the values (see
+        // ParamBinding in binding.hpp for why, from Oracle's client source).
         std::array<MYSQL_BIND, count> binds{};
-        std::array<ParamScratch, count> scratch{};
-        std::size_t index = 0;
-        ((bind_value(binds[index], scratch[index], bindable(args)), ++index), ...);
-        if (bind_parameters(statement, binds.data(), static_cast<unsigned>(count))) {
-            fail(session, statement, key, "binding the parameters");
+        if (entry.params.update(binds, bindable(args)...)) {
+            if (bind_parameters(statement, binds.data(), static_cast<unsigned>(count))) {
+                fail(session, statement, key, "binding the parameters");
+            }
+            entry.params.bound(binds);
+            ++parameter_binds_;
         }
         if (mysql_stmt_execute(statement) != 0) fail(session, statement, key, "execute");
         return settled(session, [&] { return read_binary_results(session, statement, key, keep); });
@@ -91,6 +95,9 @@ public:
     void clear() noexcept { cache_.clear(); }
     void leak() noexcept { cache_.leak(); }
     std::size_t size() const noexcept { return cache_.size(); }
+    // How many times the client library's bind call ran (for tests: once per cached statement
+    // unless its argument types change).
+    std::size_t parameter_binds() const noexcept { return parameter_binds_; }
 
 private:
     // The handle, with no results pending from earlier use (a half-read statement, or direct
@@ -192,8 +199,8 @@ private:
     }
 
     // The cached prepared statement for `sql`, preparing it on a miss.
-    MYSQL_STMT* prepared(Session& session, const std::string& sql) {
-        if (MYSQL_STMT* cached = cache_.find(sql)) return cached;
+    PreparedStatement& prepared(Session& session, const std::string& sql) {
+        if (PreparedStatement* cached = cache_.find(sql)) return *cached;
         MYSQL* mysql = session.handle();
         MYSQL_STMT* statement = mysql_stmt_init(mysql);
         if (statement == nullptr) throw session.error("mysql_stmt_init");
@@ -203,8 +210,7 @@ private:
             mysql_stmt_close(statement);
             throw error;
         }
-        cache_.insert(sql, statement);
-        return statement;
+        return cache_.insert(sql, statement);
     }
 
     // Raises the statement's error and drops it from the cache (it may need re-preparing).
@@ -352,6 +358,7 @@ private:
     }
 
     StatementCache cache_;
+    std::size_t parameter_binds_ = 0;
 };
 
 }  // namespace dbpool::mysql::detail

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <dbpool/detail/value_rules.hpp>
 #include <dbpool/pg/errors.hpp>
 #include <dbpool/pg/result_set.hpp>
 
@@ -29,12 +30,8 @@ struct Param {
     std::string text;               // text that had to be copied or encoded
 };
 
-template <class T>
-struct is_byte_vector : std::false_type {};
-template <>
-struct is_byte_vector<std::vector<std::byte>> : std::true_type {};
-template <>
-struct is_byte_vector<std::vector<unsigned char>> : std::true_type {};
+using dbpool::detail::bindable;
+using dbpool::detail::is_byte_vector;
 
 // The OID a C++ integer is sent as: the smallest PostgreSQL integer that holds every value.
 template <class T>
@@ -89,70 +86,62 @@ void set_number(Param& param, T value) {
     param.value = param.digits.data();
 }
 
-// Encodes one argument; the Param must outlive the statement's execution.
-template <class T>
-void encode(Param& param, const T& value) {
-    using U = std::decay_t<T>;
-    param.type = type_oid<U>();
-    if constexpr (std::is_same_v<U, std::nullopt_t> || std::is_same_v<U, std::nullptr_t>) {
-        param.value = nullptr;
-    } else if constexpr (is_optional<U>::value) {
-        if (value.has_value()) {
-            encode(param, *value);
-        } else {
-            param.value = nullptr;
-        }
-    } else if constexpr (std::is_same_v<U, bool>) {
-        param.value = value ? "t" : "f";
-    } else if constexpr (std::is_same_v<U, char>) {
-        set_text(param, std::string_view(&value, 1));
-    } else if constexpr (std::is_integral_v<U>) {
-        if constexpr (std::is_unsigned_v<U> && sizeof(U) >= 8) {
-            if (value > static_cast<U>(std::numeric_limits<std::int64_t>::max())) {
+// The PostgreSQL side of an argument (dbpool::detail::encode_argument says which kind it is):
+// its text format in the Param.
+struct ParamEncoder {
+    Param& param;
+
+    void null() { param.value = nullptr; }
+    template <class V>
+    void null_of() {
+        param.value = nullptr;  // the type is V's already (type_oid looks through optional)
+    }
+    void boolean(bool value) { param.value = value ? "t" : "f"; }
+    template <class I>
+    void integer(I value) {
+        if constexpr (std::is_unsigned_v<I> && sizeof(I) >= 8) {
+            if (value > static_cast<I>(std::numeric_limits<std::int64_t>::max())) {
                 raise_usage(
                     "an unsigned argument does not fit bigint; pass it as text for numeric");
             }
         }
         set_number(param, value);
-    } else if constexpr (std::is_floating_point_v<U>) {
+    }
+    template <class F>
+    void floating(F value) {
         // Shortest text that reads back to the same value; "nan" and "inf" are accepted too.
-        if constexpr (std::is_same_v<U, long double>) {
+        if constexpr (std::is_same_v<F, long double>) {
             set_number(param, static_cast<double>(value));
         } else {
             set_number(param, value);
         }
-    } else if constexpr (std::is_same_v<U, std::string>) {
+    }
+    void text(std::string_view value) { set_text(param, value); }
+    void string(const std::string& value) {
         if (value.find('\0') != std::string::npos) set_text(param, value);  // raises
         param.value = value.c_str();
-    } else if constexpr (std::is_same_v<U, std::string_view>) {
-        set_text(param, value);
-    } else if constexpr (std::is_same_v<U, const char*> || std::is_same_v<U, char*>) {
-        param.value = value;  // NUL-terminated by definition; null is SQL NULL
-    } else if constexpr (is_byte_vector<U>::value) {
+    }
+    void c_string(const char* value) {
+        param.value = value;  // NUL-terminated by definition
+    }
+    void bytes(const unsigned char* data, std::size_t size) {
         static constexpr char hex[] = "0123456789abcdef";
         param.text.assign("\\x");
-        param.text.reserve(2 + value.size() * 2);
-        for (const auto byte : value) {
-            const auto bits = static_cast<unsigned char>(byte);
-            param.text += hex[bits >> 4];
-            param.text += hex[bits & 15];
+        param.text.reserve(2 + size * 2);
+        for (std::size_t i = 0; i < size; ++i) {
+            param.text += hex[data[i] >> 4];
+            param.text += hex[data[i] & 15];
         }
         param.value = param.text.c_str();
-    } else {
-        static_assert(sizeof(U) == 0,
-                      "parameter type not supported: use integers, bool, float/double, "
-                      "std::string(_view)/const char*, Blob, std::optional or std::nullopt");
     }
-}
+};
 
-// Decays arrays (string literals) to pointers so they bind as const char*.
+// Encodes one argument; the Param must outlive the statement's execution.
 template <class T>
-decltype(auto) bindable(const T& value) {
-    if constexpr (std::is_array_v<T>) {
-        return static_cast<const std::remove_extent_t<T>*>(value);
-    } else {
-        return (value);
-    }
+void encode(Param& param, const T& value) {
+    param.type = type_oid<std::decay_t<T>>();
+    ParamEncoder encoder{param};
+    dbpool::detail::encode_argument(encoder, value);
 }
 
 }  // namespace dbpool::pg::detail

@@ -3,6 +3,7 @@
 /// \file
 /// pg::ResultSet and Row with get<T>() conversions; ExecResult, Blob and type OIDs.
 
+#include <dbpool/detail/value_rules.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/pg/errors.hpp>
 
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,16 +57,8 @@ struct ResultDeleter {
 // An owned PGresult.
 using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
 
-template <class T>
-struct is_optional : std::false_type {};
-template <class T>
-struct is_optional<std::optional<T>> : std::true_type {};
-
-// Types whose value points into the result: reading them from a temporary would dangle.
-template <class T>
-struct is_view : std::is_same<T, std::string_view> {};
-template <class T>
-struct is_view<std::optional<T>> : is_view<T> {};
+using dbpool::detail::is_optional;
+using dbpool::detail::is_view;
 
 // Rows of one result, shared by the ResultSet and every Row taken from it (PGresult is
 // read-only once made, so sharing it across threads is safe).
@@ -87,7 +81,7 @@ struct Field {
 };
 
 [[noreturn]] inline void conversion_error(const std::string& column, const char* why) {
-    throw Error(ErrorCode::usage, "pg: column '" + column + "' " + why);
+    dbpool::detail::conversion_error({"pg", column}, why);
 }
 
 inline int hex_digit(char c) noexcept {
@@ -121,30 +115,25 @@ inline std::string decode_bytea(const Field& field) {
     return bytes;
 }
 
+// Numbers arrive as text; the shared rules (dbpool/detail/value_rules.hpp) read them, so a
+// value converts as it does from MySQL. Only the wire's own spellings are handled here: a
+// boolean's "t"/"f", and float's "NaN", "Infinity" and "-Infinity".
 template <class T>
 T integer_from(const Field& field) {
     if (field.type == oid::boolean) {
         conversion_error(field.column, "is a boolean; read it as bool");
     }
-    T value{};
-    const char* end = field.data + field.size;
-    const auto result = std::from_chars(field.data, end, value);
-    if (result.ec != std::errc() || result.ptr != end) {
-        conversion_error(field.column, "does not hold an integer in the requested type's range");
-    }
-    return value;
+    return dbpool::detail::integer_from_text<T>(std::string_view(field.data, field.size),
+                                                {"pg", field.column});
 }
 
 template <class T>
 T floating_from(const Field& field) {
-    // from_chars reads "NaN", "Infinity" and "-Infinity" as the server writes them.
-    T value{};
-    const char* end = field.data + field.size;
-    const auto result = std::from_chars(field.data, end, value);
-    if (result.ec != std::errc() || result.ptr != end) {
-        conversion_error(field.column, "does not hold a number");
-    }
-    return value;
+    const std::string_view text(field.data, field.size);
+    if (text == "NaN") return std::numeric_limits<T>::quiet_NaN();
+    if (text == "Infinity") return std::numeric_limits<T>::infinity();
+    if (text == "-Infinity") return -std::numeric_limits<T>::infinity();
+    return dbpool::detail::floating_from_text<T>(text, {"pg", field.column});
 }
 
 inline bool bool_from(const Field& field) {
@@ -160,7 +149,7 @@ T convert(const Field& field) {
         if (field.null) return std::nullopt;
         return convert<typename T::value_type>(field);
     } else {
-        if (field.null) conversion_error(field.column, "is NULL; read it as std::optional<T>");
+        if (field.null) dbpool::detail::null_error({"pg", field.column});
         if constexpr (std::is_same_v<T, bool>) {
             return bool_from(field);
         } else if constexpr (std::is_integral_v<T>) {
