@@ -127,6 +127,8 @@ node_config() {
 # --- scripts/pg-replication.sh: node $n ---
 port = $(node_port "$n")
 unix_socket_directories = '$(node_dir "$n")'
+# A standby's WAL receiver reports this as its application_name (synchronous_standby_names).
+cluster_name = 'n$n'
 CONF
 }
 
