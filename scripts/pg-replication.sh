@@ -25,6 +25,8 @@
 # unix socket in DIR/nN only. PostgreSQL refuses to run as root, so as root the servers run as
 # `postgres` and DIR belongs to it. Replicas reach the primary over its unix socket, retry every
 # 200 ms (wal_retrieve_retry_interval) and report every second (wal_receiver_status_interval).
+# When pgbouncer is installed, two PgBouncers stand in front of the primary on loopback ports of
+# their own, one with pool_mode = transaction and one with session (DIR/env names their ports).
 # No heartbeat table: dbpool's PostgreSQL check measures lag from WAL positions and the replay
 # timestamp (docs/pg.md, "Replicas"). Every wait is bounded. PG_BIN overrides the directory of
 # initdb/pg_ctl.
@@ -37,6 +39,8 @@ readonly NODES=(1 2 3)
 readonly START_WAIT_SECONDS=30
 readonly STOP_WAIT_SECONDS=20
 readonly STREAM_WAIT_SECONDS=30
+# PgBouncer instances in front of the primary, one per pool_mode (when pgbouncer is installed).
+readonly BOUNCER_MODES=(transaction session)
 
 die() {
     echo "pg-replication.sh: $*" >&2
@@ -53,6 +57,8 @@ CMD=$1
 DIR=$2
 NODE=${3:-}
 [[ -n $DIR && $DIR != / ]] || die "refusing DIR '$DIR'"
+# Absolute, as in the servers' command lines (node_pid compares them).
+if [[ -d $DIR ]]; then DIR=$(cd "$DIR" && pwd); fi
 
 # shellcheck source=scripts/ports-lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/ports-lib.sh"
@@ -94,9 +100,23 @@ need_node() {
 node_dir() { echo "$DIR/n$1"; }
 node_port() { cat "$DIR/n$1/port"; }
 
+# The pid in node N's postmaster.pid, whatever runs there now (or nothing).
+recorded_pid() {
+    local file="$DIR/n$1/data/postmaster.pid" pid=""
+    if [[ -f $file ]]; then pid=$(head -n 1 "$file" 2>/dev/null) || true; fi
+    if [[ $pid =~ ^[0-9]+$ ]]; then echo "$pid"; fi
+}
+
+# Node N's running postmaster, or nothing. A killed node leaves its postmaster.pid behind, and
+# its pid may since belong to an unrelated process: only a process started on this node's data
+# directory counts, so nothing else is ever signalled.
 node_pid() {
-    local file="$DIR/n$1/data/postmaster.pid"
-    if [[ -f $file ]]; then head -n 1 "$file" 2>/dev/null || true; fi
+    local pid
+    pid=$(recorded_pid "$1")
+    [[ -n $pid ]] || return 0
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/n$1/data"; then
+        echo "$pid"
+    fi
 }
 
 node_answers() {
@@ -143,6 +163,10 @@ shared_buffers = 16MB
 fsync = off
 full_page_writes = off
 wal_level = replica
+# 1 MB WAL segments (initdb --wal-segsize=1) and few of them kept: a node's files are written
+# at start and deleted at stop, three times over (16 MB segments made it 62 MB a node).
+min_wal_size = 4MB
+max_wal_size = 64MB
 max_wal_senders = 8
 hot_standby = on
 wal_receiver_status_interval = 1s
@@ -164,7 +188,7 @@ launch() {
     dir=$(node_dir "$n")
     # A killed postmaster that PID 1 has not reaped yet still "exists" for kill(2), and a new
     # postmaster refuses to start over its lock file while it does.
-    pid=$(node_pid "$n")
+    pid=$(recorded_pid "$n")
     if [[ -n $pid ]]; then
         local deadline=$((SECONDS + STOP_WAIT_SECONDS))
         while kill -0 "$pid" 2>/dev/null && ! running "$pid" && ((SECONDS < deadline)); do
@@ -237,7 +261,8 @@ wait_caught_up() {
 # Creates the three data directories (initdb, then two base backups) on the ports in DIR/nN/port.
 create_nodes() {
     as_server "$PG_BIN/initdb" -D "$DIR/n1/data" -U postgres --auth-local=trust \
-        --auth-host=scram-sha-256 --encoding=UTF8 --locale=C --no-sync >"$DIR/initdb.log" 2>&1 ||
+        --auth-host=scram-sha-256 --encoding=UTF8 --locale=C --no-sync --wal-segsize=1 \
+        >"$DIR/initdb.log" 2>&1 ||
         {
             tail -n 20 "$DIR/initdb.log" >&2
             die "initdb failed (see $DIR/initdb.log)"
@@ -274,6 +299,58 @@ launch_parallel() {
     ((failed == 0)) || die "a node did not start (see $DIR/n*/server.log)"
 }
 
+bouncer_answers() {
+    [[ -f $DIR/bouncer-$1/port ]] || return 1
+    "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$(cat "$DIR/bouncer-$1/port")" -t 2 >/dev/null 2>&1
+}
+
+# A PgBouncer with pool_mode = MODE in front of node 1 (over its unix socket). Transaction mode
+# gets two server connections, so a test can make a client's next transaction run on the other
+# one; session mode gets one per client (up to 8).
+start_bouncer() {
+    local mode=$1 dir="$DIR/bouncer-$1" size=2
+    [[ $mode == session ]] && size=8
+    cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+$TEST_DATABASE = host=$DIR/n1 port=$(node_port 1) dbname=$TEST_DATABASE
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $(cat "$dir/port")
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $dir/userlist.txt
+pool_mode = $mode
+default_pool_size = $size
+max_client_conn = 100
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+    printf '"%s" "%s"\n' "$TEST_USER" "$TEST_PASSWORD" >"$dir/userlist.txt"
+    chown -R "$(server_user)" "$dir"
+    chmod 600 "$dir/userlist.txt"
+    # PgBouncer refuses to run as root, like the server.
+    as_server pgbouncer -d -q "$dir/pgbouncer.ini" || die "pgbouncer ($mode) did not start"
+    local deadline=$((SECONDS + START_WAIT_SECONDS))
+    until bouncer_answers "$mode"; do
+        ((SECONDS < deadline)) || die "pgbouncer ($mode) did not answer within ${START_WAIT_SECONDS}s"
+        sleep 0.05
+    done
+}
+
+stop_bouncers() {
+    local mode pid
+    for mode in "${BOUNCER_MODES[@]}"; do
+        pid=$(cat "$DIR/bouncer-$mode/pgbouncer.pid" 2>/dev/null) || continue
+        # Only this bed's PgBouncer: a stale pid file may name an unrelated process by now.
+        if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+            grep -qF -- "$DIR/bouncer-$mode/pgbouncer.ini"; then
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+        rm -f "$DIR/bouncer-$mode/pgbouncer.pid"
+    done
+}
+
 write_env() {
     local p1 p2 p3
     p1=$(node_port 1)
@@ -295,6 +372,9 @@ DBPOOL_NODE2_ROLE=replica
 DBPOOL_NODE3_PORT=$p3
 DBPOOL_NODE3_SOCKET=$DIR/n3
 DBPOOL_NODE3_ROLE=replica
+DBPOOL_PGBOUNCER_TRANSACTION_PORT=$(cat "$DIR/bouncer-transaction/port" 2>/dev/null || true)
+DBPOOL_PGBOUNCER_SESSION_PORT=$(cat "$DIR/bouncer-session/port" 2>/dev/null || true)
+DBPOOL_PGBOUNCER_RUNNING=$(bouncer_answers transaction && bouncer_answers session && echo 1 || echo 0)
 DBPOOL_CLUSTER_URL=postgresql://$TEST_USER:$TEST_PASSWORD@127.0.0.1:$p1,127.0.0.1:$p2,127.0.0.1:$p3/$TEST_DATABASE?sslmode=disable
 ENV
 }
@@ -320,9 +400,15 @@ start() {
     if [[ ! -f $DIR/n1/port ]]; then
         for n in "${NODES[@]}"; do mkdir -p "$DIR/n$n"; done
         local -a ports
-        mapfile -t ports < <(free_ports 3 "$DIR")
-        ((${#ports[@]} == 3)) || die "could not reserve 3 ports"
+        mapfile -t ports < <(free_ports 5 "$DIR")
+        ((${#ports[@]} == 5)) || die "could not reserve 5 ports"
         for n in "${NODES[@]}"; do echo "${ports[n - 1]}" >"$DIR/n$n/port"; done
+        local mode i=3
+        for mode in "${BOUNCER_MODES[@]}"; do
+            mkdir -p "$DIR/bouncer-$mode"
+            echo "${ports[i]}" >"$DIR/bouncer-$mode/port"
+            i=$((i + 1))
+        done
     fi
     chown -R "$(server_user)" "$DIR"
     chmod 755 "$DIR"
@@ -334,6 +420,10 @@ start() {
         create_nodes
     fi
     for n in 2 3; do wait_caught_up "$n"; done
+    local mode
+    if command -v pgbouncer >/dev/null 2>&1; then
+        for mode in "${BOUNCER_MODES[@]}"; do bouncer_answers "$mode" || start_bouncer "$mode"; done
+    fi
     write_env
     echo "pg replication test bed running in $DIR: primary 127.0.0.1:$(node_port 1)," \
         "replicas :$(node_port 2) :$(node_port 3); started in $((SECONDS - began)) s"
@@ -341,8 +431,10 @@ start() {
     echo "  stop: $0 stop $DIR"
 }
 
-# Stops every node at the same time (immediate: used only when the data is thrown away).
+# Stops every node at the same time (immediate: used only when the data is thrown away), and
+# the PgBouncers.
 stop_all() {
+    stop_bouncers
     local n pids=()
     for n in "${NODES[@]}"; do
         if [[ -d $DIR/n$n/data ]]; then
