@@ -155,7 +155,8 @@ dbpool::PoolOptions test_pool_options() {
 // prepares "SELECT $1::int + 100", c2 prepares "... + 200" while c3 holds c1's server in a
 // transaction, then c1 runs its statement again while c3 holds that server once more. The
 // value c1 gets back, or the error it raises.
-std::string third_client_scenario(int bouncer_port, std::size_t statement_cache_size) {
+std::string third_client_scenario(int bouncer_port, std::size_t statement_cache_size,
+                                  bool in_transaction = false) {
     const auto options = bed().bouncer(bouncer_port, statement_cache_size);
     dbpool::pg::Connection c1(options);
     dbpool::pg::Connection c2(options);
@@ -169,8 +170,11 @@ std::string third_client_scenario(int bouncer_port, std::size_t statement_cache_
     c3.query("SELECT 1");
     std::string outcome;
     try {
+        if (in_transaction) c1.begin();
         outcome = std::to_string(c1.query("SELECT $1::int + 100", 1).scalar<int>());
+        if (in_transaction) c1.rollback();
     } catch (const Error& error) {
+        if (in_transaction) c1.rollback();
         outcome = std::string(dbpool::to_string(error.code())) + " " + error.sqlstate() + ": " +
                   error.what();
     }
@@ -290,7 +294,11 @@ TEST_CASE("pg: read-your-writes sends a session's reads to the primary for a whi
     prepare_table();
     dbpool::RouterOptions options;
     options.health_interval = 250ms;
-    options.read_your_writes = 400ms;
+    // The window is what the router measures from the write; on a loaded machine under a
+    // sanitizer the read after it came 400 ms later once, so it is 1 s, and a read that still
+    // comes too late is not held against the router.
+    constexpr auto kWindow = 1s;
+    options.read_your_writes = kWindow;
     auto router = make_router(options);
     dbpool::RouterSession session;
     CHECK(router->connection(Access::read, session).node_name() != "n1");
@@ -300,14 +308,20 @@ TEST_CASE("pg: read-your-writes sends a session's reads to the primary for a whi
         id = conn->query("INSERT INTO router_items (note) VALUES ($1) RETURNING id", "mine")
                  .scalar<std::int64_t>();
     }
+    const auto written = session.last_write();
     {
         auto conn = router->connection(Access::read, session);
-        CHECK(conn.node_name() == "n1");
-        CHECK(conn->query("SELECT count(*) FROM router_items WHERE id = $1", id)
-                  .scalar<std::int64_t>() == 1);
+        const auto on = conn.node_name();
+        if (Clock::now() - written < kWindow) {
+            CHECK(on == "n1");
+            CHECK(conn->query("SELECT count(*) FROM router_items WHERE id = $1", id)
+                      .scalar<std::int64_t>() == 1);
+        } else {
+            WARN("the read came after the read-your-writes window; not checked");
+        }
     }
     CHECK(router->connection(Access::read).node_name() != "n1");  // other callers unaffected
-    std::this_thread::sleep_for(450ms);
+    std::this_thread::sleep_until(written + kWindow + 50ms);
     CHECK(router->connection(Access::read, session).node_name() != "n1");
 }
 
@@ -570,20 +584,23 @@ TEST_CASE("pg: through PgBouncer, session and transaction pooling with the state
                             std::to_string(wrong.load()) + " wrong");
 }
 
-// A known defect, kept visible: with transaction pooling, dbpool's per-connection statement
-// names (dbpool_1, dbpool_2, ...) meet another client's statement of the same name on another
-// server connection. Catch2's [!shouldfail]: this passes while the check fails; once dbpool
-// detects or avoids it (issue 19), the tag must go.
+// With transaction pooling, each connection's statement names must differ from every other's
+// (statement_cache.hpp): with "dbpool_1" in every connection a client got another client's
+// statement's answer (1 + 100 gave 201). Now the name is missing on the other server session:
+// outside a transaction dbpool prepares it there and runs it; inside one the 26000 is raised
+// (the transaction has failed on the server). Never another client's statement.
 TEST_CASE(
     "pg: through a transaction-mode PgBouncer the statement cache runs only its own "
     "statements",
-    "[cluster][pgbouncer][!shouldfail]") {
+    "[cluster][pgbouncer]") {
     REQUIRE(bed().ensure_up());
     REQUIRE(bed().bouncers);
-    const std::string outcome = third_client_scenario(bed().transaction_bouncer, 64);
-    report("pgbouncer-defect",
-           "transaction mode, cache on (64): c1 asked for 1 + 100 and got " + outcome);
-    CHECK(outcome == "101");
+    const std::string outside = third_client_scenario(bed().transaction_bouncer, 64);
+    const std::string inside = third_client_scenario(bed().transaction_bouncer, 64, true);
+    report("pgbouncer-cache", "transaction mode, cache on (64): c1 asked for 1 + 100 and got " +
+                                  outside + "; inside a transaction: " + inside);
+    CHECK(outside == "101");
+    CHECK((inside == "101" || inside.find("26000") != std::string::npos));
 }
 
 TEST_CASE("pg: promotion: kill -9 the primary under writes, promote a replica, writes resume",
