@@ -269,6 +269,19 @@ TEST_CASE("pg: writes go to the primary, reads spread over the replicas",
         }
     }
 
+    // libpq's own multi-host strings pick a node by its role: a creator can use them.
+    const auto multi = [](int first, int second, const char* attrs) {
+        dbpool::pg::ConnectOptions hosts = bed().node(1);
+        hosts.conninfo = "host=127.0.0.1,127.0.0.1 port=" + std::to_string(bed().port(first)) +
+                         "," + std::to_string(bed().port(second)) + " user=" + bed().user +
+                         " dbname=" + bed().database +
+                         " sslmode=disable target_session_attrs=" + attrs;
+        return dbpool::pg::Connection(hosts).query("SELECT inet_server_port()").scalar<int>();
+    };
+    CHECK(multi(1, 2, "prefer-standby") == bed().port(2));
+    CHECK(multi(2, 1, "read-write") == bed().port(1));
+    CHECK(multi(1, 3, "standby") == bed().port(3));
+
     // make_cluster_router: the same over plain ConnectOptions, names without the password.
     dbpool::pg::ClusterOptions cluster;
     cluster.pool = test_pool_options();
