@@ -16,7 +16,7 @@ packages=(
     catch2
     doxygen
     libmariadb-dev libmariadb-dev-compat mariadb-server openssl
-    libpq-dev postgresql
+    libpq-dev postgresql pgbouncer
     galera-4 rsync
     gnuplot-nox valgrind
     # bench/: the peer pools compared with dbpool (soci's needs Boost's headers for its

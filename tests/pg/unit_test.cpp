@@ -7,6 +7,7 @@
 
 #include "../value_rules_cases.hpp"
 
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -315,6 +316,21 @@ TEST_CASE("an empty ResultSet has no rows, columns or tag", "[pg][unit]") {
     CHECK_THROWS_AS(empty.row(0), Error);
     CHECK_THROWS_AS(empty.scalar<int>(), Error);
     CHECK_THROWS_AS(empty.column_index("x"), Error);
+}
+
+TEST_CASE("statement names differ between connections", "[pg][unit]") {
+    // Behind PgBouncer in transaction mode, connections share server sessions: equal names let
+    // one client run another's statement.
+    dbpool::pg::detail::StatementCache one;
+    dbpool::pg::detail::StatementCache two;
+    const std::string a = one.next_name();
+    const std::string b = two.next_name();
+    CHECK(a != b);
+    CHECK(a.size() <= 63);  // NAMEDATALEN - 1
+    CHECK(a.rfind("dbpool_", 0) == 0);
+    for (const char c : a)
+        CHECK((std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'));
+    CHECK(one.next_name() != a);
 }
 
 TEST_CASE("the statement cache evicts the least recently used name", "[pg][unit]") {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <list>
@@ -15,7 +16,8 @@ namespace dbpool::pg::detail {
 // deallocates. Not thread-safe: a connection is used by one thread at a time.
 class StatementCache {
 public:
-    explicit StatementCache(std::size_t capacity = 64) : capacity_(capacity) {}
+    explicit StatementCache(std::size_t capacity = 64)
+        : capacity_(capacity), prefix_(unique_prefix()) {}
 
     // The statement name for `key`, marked most recently used, or null.
     const std::string* find(const std::string& key) {
@@ -25,8 +27,12 @@ public:
         return &found->second->second;
     }
 
-    // A name no statement of this connection has used yet.
-    std::string next_name() { return "dbpool_" + std::to_string(++counter_); }
+    // A name no statement of this connection has used yet, and (with 64 bits of chance) no
+    // other connection either: behind a pooler in transaction mode (PgBouncer before 1.21) a
+    // client's statements run on server sessions that other clients prepare on too, and with
+    // the same "dbpool_1" everywhere a client ran another client's statement of that name.
+    // Distinct names turn that into "prepared statement does not exist" (26000).
+    std::string next_name() { return prefix_ + std::to_string(++counter_); }
 
     // Records `name` for `key`; returns the names evicted beyond capacity, which the caller
     // deallocates on the server.
@@ -65,8 +71,30 @@ public:
     std::size_t capacity() const noexcept { return capacity_; }
 
 private:
+    // "dbpool_<16 hex digits>_": this object's address and both clocks' nanoseconds, mixed
+    // (splitmix64). No <random>: this header is in every PostgreSQL user's build.
+    std::string unique_prefix() const {
+        const auto mix = [](std::uint64_t x) {
+            x += 0x9e3779b97f4a7c15ULL;
+            x = (x ^ (x >> 30U)) * 0xbf58476d1ce4e5b9ULL;
+            x = (x ^ (x >> 27U)) * 0x94d049bb133111ebULL;
+            return x ^ (x >> 31U);
+        };
+        std::uint64_t token = mix(reinterpret_cast<std::uintptr_t>(this));
+        token = mix(token ^ static_cast<std::uint64_t>(
+                                std::chrono::steady_clock::now().time_since_epoch().count()));
+        token = mix(token ^ static_cast<std::uint64_t>(
+                                std::chrono::system_clock::now().time_since_epoch().count()));
+        std::string prefix = "dbpool_";
+        for (int shift = 60; shift >= 0; shift -= 4)
+            prefix += "0123456789abcdef"[(token >> static_cast<unsigned>(shift)) & 0xFU];
+        prefix += '_';
+        return prefix;
+    }
+
     using Entry = std::pair<std::string, std::string>;  // key, statement name
     std::size_t capacity_;
+    std::string prefix_;
     std::uint64_t counter_ = 0;
     std::list<Entry> entries_;
     std::unordered_map<std::string, std::list<Entry>::iterator> index_;
