@@ -297,8 +297,11 @@ TEST_CASE("Transaction rolls back when an exception leaves the scope", "[pg][poo
     CHECK(table.count() == 1);
 }
 
-TEST_CASE("idle_session_timeout: keepalive, ping on request and the not-sent retry", "[pg][pool]") {
-    // The server ends sessions idle for 1 s (57P05), as MySQL's wait_timeout does.
+TEST_CASE("idle_session_timeout: keepalive, ping on request and the not-sent retry",
+          "[pg][pool][timing]") {
+    // The server ends sessions idle for 1 s (57P05), as MySQL's wait_timeout does. [timing]: a
+    // keepalive every 300 ms must reach the server within that second, which a loaded machine
+    // (ctest -j4 beside a build) once failed to do.
     PoolOptions base;
     base.maxconnections = 1;
     base.blocking = true;
