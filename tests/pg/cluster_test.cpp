@@ -359,7 +359,6 @@ TEST_CASE("pg: a replica whose replay is paused leaves the reads and comes back"
     });
     REQUIRE(bed().run("pause", 2) == 0);
     const auto paused = Clock::now();
-    std::optional<Clock::time_point> left;  // first read after which n2 served no more
     Clock::time_point last_on_n2 = paused;
     long reads = 0;
     long failures = 0;
