@@ -186,7 +186,7 @@ asio::awaitable<void> transfer(Run& run, int n) {
             first_id = connection_id(connection);
             first_thread = std::this_thread::get_id();
             connection->execute(
-                "UPDATE dbpool_example_accounts SET balance = balance - ? WHERE id = ?", amount,
+                "UPDATE dbpool_coroutine_accounts SET balance = balance - ? WHERE id = ?", amount,
                 2 * n);
             // The handle ends here; the connection and its transaction stay with the key.
         });
@@ -197,7 +197,7 @@ asio::awaitable<void> transfer(Run& run, int n) {
             second_thread = std::this_thread::get_id();
             if (!connection->in_transaction()) throw std::runtime_error("the transaction is gone");
             connection->execute(
-                "UPDATE dbpool_example_accounts SET balance = balance + ? WHERE id = ?", amount,
+                "UPDATE dbpool_coroutine_accounts SET balance = balance + ? WHERE id = ?", amount,
                 2 * n + 1);
             connection.commit();
         });
@@ -242,10 +242,10 @@ asio::awaitable<void> watch_loop(Run& run, Clock::time_point give_up) {
 
 void reset_accounts(dbpool::SteadyConnection<dbpool::mysql::Connection>& admin) {
     admin.execute(
-        "CREATE TABLE IF NOT EXISTS dbpool_example_accounts "
+        "CREATE TABLE IF NOT EXISTS dbpool_coroutine_accounts "
         "(id INT PRIMARY KEY, balance BIGINT NOT NULL) ENGINE=InnoDB");
-    admin.execute("DELETE FROM dbpool_example_accounts");
-    std::string insert = "INSERT INTO dbpool_example_accounts (id, balance) VALUES ";
+    admin.execute("DELETE FROM dbpool_coroutine_accounts");
+    std::string insert = "INSERT INTO dbpool_coroutine_accounts (id, balance) VALUES ";
     for (int id = 0; id < 2 * coroutine_count; ++id) {
         insert += (id == 0 ? "(" : ",(") + std::to_string(id) + "," +
                   std::to_string(opening_balance) + ")";
@@ -289,11 +289,11 @@ int main(int argc, char** argv) {
         };
         const auto rows = admin->query(
             "SELECT CAST(SUM(balance <> IF(id % 2 = 0, ?, ?)) AS SIGNED) AS wrong, "
-            "CAST(SUM(balance) AS SIGNED) AS total FROM dbpool_example_accounts",
+            "CAST(SUM(balance) AS SIGNED) AS total FROM dbpool_coroutine_accounts",
             opening_balance - amount, opening_balance + amount);
         const auto wrong = rows[0].get<std::int64_t>("wrong");
         const auto total = rows[0].get<std::int64_t>("total");
-        admin->execute("DROP TABLE dbpool_example_accounts");
+        admin->execute("DROP TABLE dbpool_coroutine_accounts");
 
         std::cout << run.committed << " of " << coroutine_count << " transfers committed by "
                   << coroutine_count << " coroutines on one loop thread, statements on "

@@ -52,10 +52,10 @@ void transfer(FiberPool& pool, int n, Results& results) {
     try {
         auto connection = pool.connection();  // this fiber's connection, opened now
         dbpool::Transaction<FiberPool::handle_type> transaction(connection);
-        connection->execute("UPDATE dbpool_example_accounts SET balance = balance - ? WHERE id = ?",
+        connection->execute("UPDATE dbpool_fiber_accounts SET balance = balance - ? WHERE id = ?",
                             amount, 2 * n);
         boost::this_fiber::yield();  // the thread's other fibers run their transactions now
-        connection->execute("UPDATE dbpool_example_accounts SET balance = balance + ? WHERE id = ?",
+        connection->execute("UPDATE dbpool_fiber_accounts SET balance = balance + ? WHERE id = ?",
                             amount, 2 * n + 1);
         const auto id = connection->query("SELECT CAST(CONNECTION_ID() AS SIGNED) AS id");
         transaction.commit();
@@ -73,11 +73,11 @@ void transfer(FiberPool& pool, int n, Results& results) {
 
 void reset_accounts(dbpool::SteadyConnection<dbpool::mysql::Connection>& admin) {
     admin.execute(
-        "CREATE TABLE IF NOT EXISTS dbpool_example_accounts "
+        "CREATE TABLE IF NOT EXISTS dbpool_fiber_accounts "
         "(id INT PRIMARY KEY, balance BIGINT NOT NULL) ENGINE=InnoDB");
-    admin.execute("DELETE FROM dbpool_example_accounts");
+    admin.execute("DELETE FROM dbpool_fiber_accounts");
     for (int id = 0; id < 2 * fiber_count; ++id) {
-        admin.execute("INSERT INTO dbpool_example_accounts (id, balance) VALUES (?, ?)", id,
+        admin.execute("INSERT INTO dbpool_fiber_accounts (id, balance) VALUES (?, ?)", id,
                       opening_balance);
     }
 }
@@ -86,7 +86,7 @@ void reset_accounts(dbpool::SteadyConnection<dbpool::mysql::Connection>& admin) 
 std::int64_t wrong_balances(dbpool::SteadyConnection<dbpool::mysql::Connection>& admin,
                             int transferred_pairs) {
     const auto rows = admin.query(
-        "SELECT COUNT(*) AS wrong FROM dbpool_example_accounts WHERE balance <> "
+        "SELECT COUNT(*) AS wrong FROM dbpool_fiber_accounts WHERE balance <> "
         "IF(id >= ?, ?, IF(id % 2 = 0, ?, ?))",
         2 * transferred_pairs, opening_balance, opening_balance - amount, opening_balance + amount);
     return rows[0].get<std::int64_t>("wrong");
@@ -140,10 +140,10 @@ int main(int argc, char** argv) {
             auto connection = shared.connection();
             dbpool::Transaction<ThreadPool::handle_type> transaction(connection);
             connection->execute(
-                "UPDATE dbpool_example_accounts SET balance = balance - ? WHERE id = 0", amount);
+                "UPDATE dbpool_fiber_accounts SET balance = balance - ? WHERE id = 0", amount);
             boost::this_fiber::yield();
             connection->execute(
-                "UPDATE dbpool_example_accounts SET balance = balance + ? WHERE id = 1", amount);
+                "UPDATE dbpool_fiber_accounts SET balance = balance + ? WHERE id = 1", amount);
             transaction.commit();
             one_committed = true;
         });
@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
                   << refusal.substr(0, refusal.find(". ")) << "\"; the first fiber's "
                   << (one_committed ? "committed" : "did not commit") << ", " << wrong_shared
                   << " wrong balances\n";
-        admin->execute("DROP TABLE dbpool_example_accounts");
+        admin->execute("DROP TABLE dbpool_fiber_accounts");
 
         // What this example promises; the test suite runs it and relies on the exit status.
         if (results.failures != 0 || wrong != 0 ||
