@@ -727,9 +727,12 @@ TEST_CASE("a packet too big for the server is a broken connection", "[mysql][ser
     // Regression: 1153 (SQLSTATE 08S01) closes the connection on the server's side but was not
     // in the broken-connection list, so the dead connection went back to the pool.
     //
-    // The server answers 1153 after reading only the packet header and closes at once, so the
-    // client's write of the rest sometimes fails first and it reports 2006 instead: both must
-    // be broken, and 1153 must show up within a few attempts.
+    // The server answers 1153 after reading only the packet header and closes at once with the
+    // rest unread, which sends a reset: when the reset reaches the client before it reads the
+    // answer, the answer is dropped and the client reports 2006. Both must be broken. Which one
+    // comes is a race (30 attempts in a row gave 2006 on a loaded machine), so this test does
+    // not require a 1153; its classification is pinned by the unit test "classify_failure
+    // follows the error numbers" (result_set_test.cpp).
     Connection root(test_server().root());
     const auto saved = root.query("SELECT @@GLOBAL.max_allowed_packet").scalar<std::uint64_t>();
     const std::string restore = "SET GLOBAL max_allowed_packet = " + std::to_string(saved);
@@ -761,7 +764,7 @@ TEST_CASE("a packet too big for the server is a broken connection", "[mysql][ser
         }
         CHECK_FALSE(victim->ping());
     }
-    CHECK(seen_1153 > 0);
+    if (seen_1153 == 0) WARN("no attempt of 30 saw 1153: the reset came first every time");
 }
 
 TEST_CASE("a write on a read-only server is read_only", "[mysql][serial]") {
