@@ -247,8 +247,9 @@ build_tree() {
     cmake --build "$dir" -j "$jobs" "${targets[@]}"
 }
 
-# test_tree TREE PART: ctest in build/TREE. PART is "all", "busy" (what may run beside a
-# background build) or "quiet" (the quiet_labels tests, once nothing else runs).
+# test_tree TREE PART: ctest in build/TREE. PART is "all" (every test, each server started and
+# stopped by CTest around the tests that need it), or, with the servers already up (test_parts),
+# "busy" (what may run beside a background build) or "quiet" (the quiet_labels tests).
 test_tree() {
     local tree=$1 part=$2 dir="$repo/build/$1" select=() excluded=''
     case "$tree" in
@@ -256,12 +257,57 @@ test_tree() {
         clang-libcxx) select=(-R '^(core|mysql_unit):|^headers\.|^mysql_compile_fail:|^faults:.*fork') ;;
     esac
     case "$part" in
-        busy) excluded="${excluded:+$excluded|}$quiet_labels" ;;
-        quiet) select+=(-L "$quiet_labels") ;;
+        # The servers start as CTest fixtures, beside the tests that need none, and stay up for
+        # the quiet part (-FC: no cleanup); the beds are test_parts' business.
+        busy) excluded="${excluded:+$excluded|}$quiet_labels|server_stop|bed_start|bed_stop"
+            select+=(-FC '.*') ;;
+        # Every server and bed is up: no fixture test is added (-FA) or run again.
+        quiet) excluded="${excluded:+$excluded|}$server_labels"
+            select+=(-L "$quiet_labels" -FA '.*') ;;
     esac
     [ -n "$excluded" ] && select+=(-LE "$excluded")
     section "$tree: ctest ($part: ${select[*]})"
     run_ctest "$tree: ctest -j$ctest_jobs, $part" "$dir" "$dir/ctest-$part.log" "${select[@]}"
+}
+
+# The start and stop tests of the throwaway servers and test beds (tests/CMakeLists.txt):
+# server_* for those the ordinary integration tests use, bed_* for those only quiet_labels
+# tests use (fault servers, replication and Galera beds).
+server_labels='server_start|server_stop|bed_start|bed_stop'
+stopping=()  # "NAME LOG PID" of the background ctest runs that stop a tree's servers
+
+# test_parts TREE: the tests of a tree that is not the last, in two parts, its servers and beds
+# started once: the beds begin starting in the background (Galera takes 15 s); the tests that
+# may share the machine run, their servers starting first; then, once the beds are up, the
+# quiet_labels tests; then every server and bed stops in the background (counted at the end).
+test_parts() {
+    local tree=$1 dir="$repo/build/$1" beds_log="$repo/build/$1/ctest-beds.log" beds_pid
+    section "$tree: test beds start (in the background)"
+    (cd "$dir" && ctest -j8 --timeout "$ctest_timeout" --output-on-failure -L '^bed_start$') \
+        >"$beds_log" 2>&1 &
+    beds_pid=$!
+    test_tree "$tree" busy
+    local began=$SECONDS
+    wait "$beds_pid"
+    cat "$beds_log"
+    timings+=("$(printf '%-34s %5d s' "$tree: waiting for the test beds" $((SECONDS - began)))")
+    count_results "$tree: ctest, test beds start" "$beds_log"
+    test_tree "$tree" quiet
+    local stop_log="$dir/ctest-stop.log"
+    (cd "$dir" && ctest -j8 --timeout "$ctest_timeout" --output-on-failure \
+        -L '^(server_stop|bed_stop)$') >"$stop_log" 2>&1 &
+    stopping+=("$tree $stop_log $!")
+}
+
+# wait_stopped: waits for the background stops of test_parts and counts them.
+wait_stopped() {
+    local entry tree log pid
+    for entry in "${stopping[@]}"; do
+        read -r tree log pid <<<"$entry"
+        wait "$pid"
+        count_results "$tree: ctest, servers stop" "$log"
+    done
+    stopping=()
 }
 
 # build_in_background TREE...: builds each TREE in turn, niced so that the tests running in the
@@ -320,20 +366,17 @@ run_trees() {
     for tree in "${rest[@]}"; do rm -f "$repo/build/$tree/build.status"; done
     build_in_background "${rest[@]}" &
     pid=$!
-    if [ "${#built[@]}" -eq 1 ]; then
-        test_tree "$first" busy
-        test_tree "$first" quiet
-    fi
+    [ "${#built[@]}" -eq 1 ] && test_parts "$first"
     for tree in "${rest[@]}"; do
         wait_for_build "$tree" "$pid" || continue
         if [ "$tree" = "${rest[-1]}" ]; then
             test_tree "$tree" all
         else
-            test_tree "$tree" busy
-            test_tree "$tree" quiet
+            test_parts "$tree"
         fi
     done
     wait "$pid" 2>/dev/null
+    wait_stopped
 }
 
 # targets_matching DIR PATTERN: the build targets of DIR whose whole name matches the extended
