@@ -38,8 +38,11 @@
 # that may share the machine (ctest -j4), then those that must not share it with other tests
 # (labels serial, faults, cluster: [timing], [serial], fault and cluster tests), one at a time.
 # A background build may go on beside the second part: it runs at nice 10, so the test and its
-# servers (nice 0) get the cores whenever they want them (CFS weights 1024 to 110). clang-libcxx,
-# the last tree, runs its tests once built. Steps 5 and 6 come last.
+# servers (nice 0) get the cores whenever they want them (CFS weights 1024 to 110). Each of
+# these two trees starts its servers and test beds once (the beds in the background while the
+# first part runs) and stops them in the background after the second. clang-libcxx, the last
+# tree, runs its tests once built, CTest starting and stopping its servers. Steps 5 and 6 come
+# last.
 #
 # Builds use Ninja when it is installed (scripts/install-deps.sh installs ninja-build), Makefiles
 # otherwise. ctest runs 4 tests at a time by default: most tests wait on a server, and the tests
@@ -75,7 +78,7 @@ for arg in "$@"; do
         --asan-only) trees=(asan) ;;
         --tsan-only) trees=(tsan) ;;
         --clang-only) trees=(clang-libcxx) ;;
-        -h|--help) sed -n '2,48p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "test.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
     esac
 done
