@@ -12,6 +12,8 @@ set -euo pipefail
 
 packages=(
     cmake ninja-build g++ clang clang-format clang-tidy make pkg-config
+    # LLVM's linker: scripts/test.sh links its test trees with it (a third of GNU ld's CPU).
+    lld
     libc++-14-dev libc++abi-14-dev
     catch2
     doxygen
