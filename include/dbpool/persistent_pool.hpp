@@ -12,6 +12,7 @@
 #include <dbpool/detail/handle_forwarding.hpp>
 #include <dbpool/detail/persistent_invariants.hpp>
 #include <dbpool/detail/pool_lock.hpp>
+#include <dbpool/detail/sync.hpp>
 #include <dbpool/detail/validate_options.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
@@ -106,11 +107,22 @@ private:
 template <class Steady>
 struct PersistentSlot;
 
+// The synchronisation of a PersistentPool's shared state: its Clock's (sync.hpp), so that the
+// schedule explorer of the tests can run the real registry and slot code.
+template <class Steady>
+using PersistentSync = sync_of_t<typename Steady::clock_type>;
+
 // What a pool and its threads share; threads hold it weakly, so either may go first.
 template <class Steady>
 struct PersistentRegistry {
-    std::mutex mutex;
-    ForkLockRegistration fork_lock{mutex};
+    using Mutex = typename PersistentSync<Steady>::mutex;
+
+    Mutex mutex;
+    ForkLockFor<Mutex> fork_lock{mutex};
+    // Every open slot of a context that has not ended, once each, under `mutex`. Invariants
+    // (PersistentInvariants, at the end of each locked section in test builds): a listed slot is
+    // open, belongs to this pool, and has not been handed to its handles (whoever takes it out
+    // does that, in the section that marks it closed or after it); a closed pool lists none.
     std::vector<std::shared_ptr<PersistentSlot<Steady>>> slots;
     bool closed = false;
     std::atomic<unsigned> fork_generation{detail::fork_generation()};
@@ -121,7 +133,7 @@ struct PersistentRegistry {
     void check_fork() noexcept {
         const unsigned now = detail::fork_generation();
         if (fork_generation.load(std::memory_order_relaxed) == now) return;
-        std::lock_guard<std::mutex> lock(mutex);
+        std::lock_guard<Mutex> lock(mutex);
         if (fork_generation.load(std::memory_order_relaxed) == now) return;
         for (const auto& slot : slots) {
             if (slot->steady) slot->steady->abandon_after_fork();
@@ -144,10 +156,12 @@ struct PersistentRegistry {
 template <class Steady>
 struct PersistentSlot {
     using Source = PersistentSource<typename Steady::connection_type>;
+    static constexpr int closed_bit = persistent_closed_bit;
 
     std::shared_ptr<Source> source;  // declared before `steady`, which closes through it
     std::unique_ptr<Steady> steady;
-    std::atomic<int> state{0};  // handles out on the owning thread, plus persistent_closed_bit
+    // Handles out on the owning thread, plus persistent_closed_bit.
+    typename PersistentSync<Steady>::template atomic<int> state{0};
     // The transaction guard (PersistentConnection::begin): which handle's begin() is open: the
     // live handle's address, ended_owner() once that handle has ended with it open, or null
     // (commit() or rollback() through a handle ended it, or no handle began one). A handle moves
@@ -236,7 +250,7 @@ private:
     static void end_slot(const std::shared_ptr<Slot>& owned) noexcept {
         Slot& slot = *owned;
         if (auto registry = slot.registry.lock()) {
-            std::lock_guard<std::mutex> lock(registry->mutex);
+            std::lock_guard<typename PersistentRegistry<Steady>::Mutex> lock(registry->mutex);
             auto& all = registry->slots;
             all.erase(std::remove(all.begin(), all.end(), owned), all.end());
         }
@@ -456,7 +470,8 @@ class PersistentPool {
     static constexpr Kind kind = detail::context_kind<Context>();
     using Key = typename detail::ContextKey<Context>::type;
     // The registry's lock, checking the invariants at the end of each section in test builds.
-    using Lock = detail::PoolLock<PersistentPool, std::mutex>;
+    using Sync = detail::PersistentSync<Steady>;
+    using Lock = detail::PoolLock<PersistentPool, typename Registry::Mutex>;
     friend Lock;
     friend struct detail::PersistentInvariants<PersistentPool>;
 
@@ -715,7 +730,7 @@ private:
     }
 
     // PoolLock's hooks.
-    std::mutex& pool_mutex() const noexcept { return registry_->mutex; }
+    typename Registry::Mutex& pool_mutex() const noexcept { return registry_->mutex; }
     void check_invariants_locked() const noexcept {
         detail::PersistentInvariants<PersistentPool>::check(*this);
     }
@@ -725,6 +740,10 @@ private:
     }
 
     // Keyed contexts only (empty otherwise): each key's slot, under registry_->mutex.
+    // Invariants (PersistentInvariants, at the end of each locked section in test builds): a
+    // slot found here is open, because end_context() and close() take it out in the locked
+    // section that marks it closed; the slots here are exactly the registry's listed slots,
+    // each under one key (one connection per live key, none for an ended key).
     using KeyedSlots =
         std::conditional_t<kind == Kind::keyed, std::unordered_map<Key, std::shared_ptr<Slot>>,
                            std::unordered_map<int, std::shared_ptr<Slot>>>;
