@@ -12,6 +12,7 @@
 #include <dbpool/detail/handle_forwarding.hpp>
 #include <dbpool/detail/persistent_invariants.hpp>
 #include <dbpool/detail/pool_lock.hpp>
+#include <dbpool/detail/sync.hpp>
 #include <dbpool/detail/validate_options.hpp>
 #include <dbpool/error.hpp>
 #include <dbpool/options.hpp>
@@ -106,11 +107,22 @@ private:
 template <class Steady>
 struct PersistentSlot;
 
+// The synchronisation of a PersistentPool's shared state: its Clock's (sync.hpp), so that the
+// schedule explorer of the tests can run the real registry and slot code.
+template <class Steady>
+using PersistentSync = sync_of_t<typename Steady::clock_type>;
+
 // What a pool and its threads share; threads hold it weakly, so either may go first.
 template <class Steady>
 struct PersistentRegistry {
-    std::mutex mutex;
-    ForkLockRegistration fork_lock{mutex};
+    using Mutex = typename PersistentSync<Steady>::mutex;
+
+    Mutex mutex;
+    ForkLockFor<Mutex> fork_lock{mutex};
+    // Every open slot of a context that has not ended, once each, under `mutex`. Invariants
+    // (PersistentInvariants, at the end of each locked section in test builds): a listed slot is
+    // open, belongs to this pool, and has not been handed to its handles (whoever takes it out
+    // does that, in the section that marks it closed or after it); a closed pool lists none.
     std::vector<std::shared_ptr<PersistentSlot<Steady>>> slots;
     bool closed = false;
     std::atomic<unsigned> fork_generation{detail::fork_generation()};
@@ -121,7 +133,7 @@ struct PersistentRegistry {
     void check_fork() noexcept {
         const unsigned now = detail::fork_generation();
         if (fork_generation.load(std::memory_order_relaxed) == now) return;
-        std::lock_guard<std::mutex> lock(mutex);
+        std::lock_guard<Mutex> lock(mutex);
         if (fork_generation.load(std::memory_order_relaxed) == now) return;
         for (const auto& slot : slots) {
             if (slot->steady) slot->steady->abandon_after_fork();
@@ -144,18 +156,25 @@ struct PersistentRegistry {
 template <class Steady>
 struct PersistentSlot {
     using Source = PersistentSource<typename Steady::connection_type>;
+    static constexpr int closed_bit = persistent_closed_bit;
 
     std::shared_ptr<Source> source;  // declared before `steady`, which closes through it
     std::unique_ptr<Steady> steady;
-    std::atomic<int> state{0};  // handles out on the owning thread, plus persistent_closed_bit
-    // The transaction guard (PersistentConnection::begin): the live handle whose begin() is
-    // open, or null. A handle clears it when it ends and moves it along when it is moved, so it
-    // never names a dead handle. Only the context that owns the slot touches it, one handle at a
-    // time: no synchronisation. Next to `state`, which every handle's end touches anyway.
+    // Handles out on the owning thread, plus persistent_closed_bit.
+    typename PersistentSync<Steady>::template atomic<int> state{0};
+    // The transaction guard (PersistentConnection::begin): which handle's begin() is open: the
+    // live handle's address, ended_owner() once that handle has ended with it open, or null
+    // (commit() or rollback() through a handle ended it, or no handle began one). A handle moves
+    // it along when it is moved, so it never names a dead handle. Only the context that owns the
+    // slot touches it, one handle at a time: no synchronisation. Next to `state`, which every
+    // handle's end touches anyway.
     const void* tx_owner = nullptr;
     bool thread_keyed = true;  // which pool to suggest when the guard refuses
     std::weak_ptr<PersistentRegistry<Steady>> registry;
     std::shared_ptr<PersistentSlot> owner_for_handles;  // set once the table has let go
+
+    // tx_owner of a transaction whose handle has ended: the slot's address, which no handle has.
+    const void* ended_owner() const noexcept { return this; }
 
     // Marks the slot closed; true when the caller must close the connection now.
     bool mark_closed() noexcept {
@@ -231,7 +250,7 @@ private:
     static void end_slot(const std::shared_ptr<Slot>& owned) noexcept {
         Slot& slot = *owned;
         if (auto registry = slot.registry.lock()) {
-            std::lock_guard<std::mutex> lock(registry->mutex);
+            std::lock_guard<typename PersistentRegistry<Steady>::Mutex> lock(registry->mutex);
             auto& all = registry->slots;
             all.erase(std::remove(all.begin(), all.end(), owned), all.end());
         }
@@ -322,18 +341,22 @@ public:
     /// Whether this handle still refers to a connection.
     bool is_open() const noexcept { return slot_ != nullptr; }
 
-    /// Starts a transaction (see SteadyConnection::begin), unless another live handle of this
-    /// connection began one that is still open: several handles of a context share its
-    /// connection, and a helper may join the caller's transaction, but a second begin() means
-    /// two tasks (fibers, coroutines) interleave on one thread's connection.
+    /// Starts a transaction (see SteadyConnection::begin), unless another handle of this
+    /// connection began one that is still open, whether that handle is alive or has ended.
+    /// Several handles of a context share its connection, and a helper may join the caller's
+    /// transaction, but a second begin() through another live handle means two tasks (fibers,
+    /// coroutines) interleave on one thread's connection; and a begin() over a transaction whose
+    /// handle has ended would end that transaction with its work half done (MySQL's BEGIN
+    /// commits it). commit() and rollback() through any handle stay allowed.
     ///
-    /// Throws Error{usage} in that case, sending nothing (the other transaction goes on), and
+    /// Throws Error{usage} in those cases, sending nothing (the other transaction goes on), and
     /// whatever SteadyConnection::begin throws. The guard sees only begin() through a handle
     /// (also a Transaction over the handle), not `handle->begin()` or a Transaction over
     /// `*handle`.
     void begin() {
         Slot& slot = checked_slot();
         if (slot.tx_owner != nullptr && slot.tx_owner != this && slot.steady->in_transaction()) {
+            if (slot.tx_owner == slot.ended_owner()) throw ended_owner_error(slot);
             throw interleaved_error(slot);
         }
         slot.steady->begin();
@@ -389,6 +412,24 @@ private:
                 "caller's transaction without calling begin().");
     }
 
+    static Error ended_owner_error(const Slot& slot) {
+        const char* owner = slot.thread_keyed ? "this thread's" : "this context's";
+        return Error(
+            ErrorCode::usage,
+            std::string("dbpool: begin() through a PersistentConnection while a transaction "
+                        "begun through another handle of ") +
+                owner +
+                " connection, a handle that no longer exists, is still open. A BEGIN now would "
+                "end that transaction with its work half done (MySQL commits it). Most likely "
+                "the handle that began it went out of scope without commit() or rollback() (an "
+                "early return, or an exception past a begin(); a dbpool::Transaction over the "
+                "handle rolls back on the way out), or two tasks (coroutines) take turns on one "
+                "thread's connection with a handle per step (give each task its own connection: "
+                "a keyed PersistentPool or a PooledPool). Commit or roll it back through any "
+                "handle of the connection (this one's commit() or rollback()) before beginning "
+                "again.");
+    }
+
     // After a move: the transaction `other` began is this handle's now.
     void take_transaction_from(const PersistentConnection& other) noexcept {
         if (slot_ != nullptr && slot_->tx_owner == &other) slot_->tx_owner = this;
@@ -398,8 +439,9 @@ private:
         Slot* slot = std::exchange(slot_, nullptr);
         if (slot == nullptr) return;
         // An open transaction outlives the handle that began it (PersistentDB lets a later
-        // handle of the context commit it); the guard then has no owner to protect.
-        if (slot->tx_owner == this) slot->tx_owner = nullptr;
+        // handle of the context commit it, and a keyed context's next step does), but a later
+        // begin() over it would end it half done: the guard remembers that its handle ended.
+        if (slot->tx_owner == this) slot->tx_owner = slot->ended_owner();
         slot->release_handle();
     }
 
@@ -428,7 +470,8 @@ class PersistentPool {
     static constexpr Kind kind = detail::context_kind<Context>();
     using Key = typename detail::ContextKey<Context>::type;
     // The registry's lock, checking the invariants at the end of each section in test builds.
-    using Lock = detail::PoolLock<PersistentPool, std::mutex>;
+    using Sync = detail::PersistentSync<Steady>;
+    using Lock = detail::PoolLock<PersistentPool, typename Registry::Mutex>;
     friend Lock;
     friend struct detail::PersistentInvariants<PersistentPool>;
 
@@ -687,7 +730,7 @@ private:
     }
 
     // PoolLock's hooks.
-    std::mutex& pool_mutex() const noexcept { return registry_->mutex; }
+    typename Registry::Mutex& pool_mutex() const noexcept { return registry_->mutex; }
     void check_invariants_locked() const noexcept {
         detail::PersistentInvariants<PersistentPool>::check(*this);
     }
@@ -697,6 +740,10 @@ private:
     }
 
     // Keyed contexts only (empty otherwise): each key's slot, under registry_->mutex.
+    // Invariants (PersistentInvariants, at the end of each locked section in test builds): a
+    // slot found here is open, because end_context() and close() take it out in the locked
+    // section that marks it closed; the slots here are exactly the registry's listed slots,
+    // each under one key (one connection per live key, none for an ended key).
     using KeyedSlots =
         std::conditional_t<kind == Kind::keyed, std::unordered_map<Key, std::shared_ptr<Slot>>,
                            std::unordered_map<int, std::shared_ptr<Slot>>>;

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -306,6 +307,44 @@ TEMPLATE_TEST_CASE_METHOD(ContextFixture,
     CHECK(f.db->commits() == 1);
     f.end(0);
     f.end(1);
+}
+
+TEMPLATE_TEST_CASE_METHOD(ContextFixture,
+                          "persistent contexts: a step's transaction outlives its handle; the "
+                          "next step may end it but not begin() over it",
+                          "[persistent][context][guard]", StorageKind, KeyedKind) {
+    auto& f = *this;
+    f.contexts.enter(2);  // another context's transaction, which must stay untouched
+    auto other = f.pool->connection();
+    other.begin();
+    f.contexts.enter(0);
+    {
+        auto step = f.pool->connection();  // a coroutine's first step
+        step.begin();
+        step->execute("debit a");
+    }  // the step's handle ends: the transaction stays with the context
+    auto next = f.pool->connection();  // the next step, which forgot that one is open
+    REQUIRE(next->in_transaction());
+    const auto before = f.db->log();
+    CHECK_THROWS_MATCHES(next.begin(), dbpool::Error,
+                         Catch::Predicate<dbpool::Error>([](const dbpool::Error& e) {
+                             const std::string what = e.what();
+                             return e.code() == ErrorCode::usage &&
+                                    what.find(
+                                        "this context's connection, a handle that no "
+                                        "longer exists") != std::string::npos;
+                         }));
+    CHECK(f.db->log() == before);  // nothing sent: the first step's work was not committed
+    next->execute("credit b");
+    next.commit();  // the next step may end it, as the coroutine example's second step does
+    next.begin();
+    next.rollback();
+    CHECK(f.db->commits() == 1);
+    CHECK(other->in_transaction());
+    other.rollback();
+    f.end(0);
+    f.end(2);
+    f.check_count();
 }
 
 TEMPLATE_TEST_CASE_METHOD(ContextFixture,

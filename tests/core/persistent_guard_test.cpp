@@ -1,9 +1,11 @@
 // The guard of a thread-keyed PersistentPool (PersistentConnection::begin): handles of one thread
 // share its connection, which is PersistentDB's design (a helper called inside a transaction joins
 // it), but a second begin() through another live handle while the first handle's transaction is
-// open cannot be legitimate: most likely two fibers or coroutines interleave on one thread. One
-// test per way of misusing the connection, then the uses that stay legal, then what the guard
-// cannot see (README, "Threads, fibers and coroutines").
+// open cannot be legitimate: most likely two fibers or coroutines interleave on one thread. Nor
+// can a begin() over a transaction whose handle has ended: it would end that transaction half
+// done (MySQL's BEGIN commits it). One test per way of misusing the connection, one per way of
+// leaving a transaction open behind an ended handle, then the uses that stay legal, then what the
+// guard cannot see (README, "Threads, fibers and coroutines").
 #include "pool_test_support.hpp"
 
 #include <dbpool/persistent_pool.hpp>
@@ -13,7 +15,9 @@
 
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 using dbpool::ErrorCode;
 using dbpool::Failure;
@@ -54,6 +58,25 @@ auto interleaved() {
         },
         "a usage error naming fibers or coroutines and the pools to use instead");
 }
+
+// The refusal of a begin() over a transaction whose handle has ended: what is open, what
+// probably happened, and how to end it.
+auto ended_owner() {
+    return Catch::Predicate<dbpool::Error>(
+        [](const dbpool::Error& e) {
+            const std::string what = e.what();
+            return e.code() == ErrorCode::usage &&
+                   what.find("a handle that no longer exists, is still open") !=
+                       std::string::npos &&
+                   what.find("this thread's") != std::string::npos &&
+                   what.find("without commit() or rollback()") != std::string::npos &&
+                   what.find("Commit or roll it back") != std::string::npos;
+        },
+        "a usage error naming the open transaction of a handle that has ended");
+}
+
+// Everything the fake server has seen; a refused begin() must not change it.
+std::vector<std::string> sent(const FakeDatabase& db) { return db.log(); }
 
 }  // namespace
 
@@ -143,10 +166,87 @@ TEST_CASE_METHOD(GuardFixture,
         CHECK_THROWS_MATCHES(second.begin(), dbpool::Error, interleaved());
         { auto empty = std::move(first); }  // a moved-from handle's end changes nothing
         CHECK_THROWS_MATCHES(second.begin(), dbpool::Error, interleaved());
-    }                // `inner` ends: no live handle owns the open transaction
-    second.begin();  // as DBUtils would
+    }  // `inner` ends: the refusal now says that the transaction's handle has ended
+    CHECK_THROWS_MATCHES(second.begin(), dbpool::Error, ended_owner());
+    second.rollback();
+    second.begin();
     second.rollback();
     CHECK(db->begins() == 2);
+}
+
+// --- a transaction left open by a handle that has ended ------------------------------------------
+// One test per way to get there. PersistentDB lets a later handle commit or roll it back, and so
+// does dbpool; only begin() (and a Transaction) over it is refused, sending nothing.
+
+TEST_CASE_METHOD(GuardFixture,
+                 "persistent guard: begin() over a transaction whose handle went out of scope "
+                 "(an exception past begin())",
+                 "[persistent][guard]") {
+    try {
+        auto handle = pool.connection();
+        handle.begin();
+        handle->execute("debit a");
+        throw std::runtime_error("the request failed before it credited b");
+    } catch (const std::runtime_error&) {
+    }
+    auto next = pool.connection();  // the next request on this thread
+    REQUIRE(next->in_transaction());
+    const auto before = sent(*db);
+    CHECK_THROWS_MATCHES(next.begin(), dbpool::Error, ended_owner());
+    CHECK_THROWS_MATCHES(dbpool::Transaction<Handle>(next), dbpool::Error, ended_owner());
+    CHECK(sent(*db) == before);  // no BEGIN: the half-done transaction was not committed
+    CHECK(db->commits() == 0);
+    CHECK(next->in_transaction());
+    next.rollback();  // any handle may end it
+    dbpool::Transaction<Handle> tx(next);
+    tx.commit();
+    CHECK(db->begins() == 2);
+    CHECK(db->rollbacks() == 1);
+    CHECK(db->commits() == 1);
+}
+
+TEST_CASE_METHOD(GuardFixture,
+                 "persistent guard: begin() over a transaction whose handle was moved, and the "
+                 "handle it was moved to has ended",
+                 "[persistent][guard]") {
+    auto later = pool.connection();
+    {
+        auto began = pool.connection();
+        began.begin();
+        began->execute("debit a");
+        std::optional<Handle> holder;
+        holder.emplace(std::move(began));  // e.g. stored in a request object
+        CHECK_THROWS_MATCHES(later.begin(), dbpool::Error, interleaved());
+        holder.reset();  // the request object is destroyed; `began` is moved-from
+    }
+    const auto before = sent(*db);
+    CHECK_THROWS_MATCHES(later.begin(), dbpool::Error, ended_owner());
+    CHECK(sent(*db) == before);
+    later.commit();  // ending it through a later handle stays legal (PersistentDB)
+    later.begin();
+    later.commit();
+    CHECK(db->begins() == 2);
+    CHECK(db->commits() == 2);
+}
+
+TEST_CASE_METHOD(GuardFixture,
+                 "persistent guard: begin() over a transaction whose handle was assigned another "
+                 "handle",
+                 "[persistent][guard]") {
+    auto handle = pool.connection();
+    handle.begin();
+    handle->execute("debit a");
+    handle = pool.connection();  // the handle that began ends here; its variable lives on
+    const auto before = sent(*db);
+    CHECK_THROWS_MATCHES(handle.begin(), dbpool::Error, ended_owner());
+    CHECK_THROWS_MATCHES(dbpool::Transaction<Handle>(handle), dbpool::Error, ended_owner());
+    CHECK(sent(*db) == before);
+    handle.rollback();
+    handle.begin();
+    handle.commit();
+    CHECK(db->begins() == 2);
+    CHECK(db->rollbacks() == 1);
+    CHECK(db->commits() == 1);
 }
 
 // --- legal uses ----------------------------------------------------------------------------------
@@ -187,7 +287,10 @@ TEST_CASE_METHOD(GuardFixture,
     }
     {
         auto d = pool.connection();
-        d.begin();  // no live handle owns the open transaction: begin() as DBUtils would
+        // DBUtils would send BEGIN, and MySQL would commit c's transaction; d may end it.
+        CHECK_THROWS_MATCHES(d.begin(), dbpool::Error, ended_owner());
+        d.rollback();
+        d.begin();
         d.rollback();
     }
     CHECK(db->begins() == 3);

@@ -1,10 +1,10 @@
 #pragma once
 
 #include <dbpool/detail/slot_state.hpp>
+#include <dbpool/detail/sync.hpp>
 
 #include <algorithm>
 #include <cstddef>
-#include <utility>
 
 namespace dbpool::detail {
 
@@ -79,26 +79,6 @@ struct PoolInvariants {
                 Core::Sync::invariant_failed("a thread waits while a connection is idle");
             }
         }
-    }
-
-    // Reads an atomic without making it a scheduling point where the type allows (the
-    // explorer's atomics: checking must not add schedules); std::atomic is simply loaded.
-    template <class Atomic>
-    static auto peek(const Atomic& atomic) noexcept {
-        if constexpr (has_peek<Atomic>(0)) {
-            return atomic.peek();
-        } else {
-            return atomic.load();
-        }
-    }
-
-    template <class Atomic>
-    static constexpr auto has_peek(int) -> decltype(std::declval<const Atomic&>().peek(), true) {
-        return true;
-    }
-    template <class Atomic>
-    static constexpr bool has_peek(...) {
-        return false;
     }
 };
 

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 #include <type_traits>
+#include <utility>
 
 namespace dbpool::detail {
 
@@ -37,6 +38,27 @@ struct StdSync {
         std::abort();
     }
 };
+
+// Reads an atomic for an invariant check (under the pool's lock, or in the explorer's quiescent
+// hook) without making the read a scheduling point where the type allows (the explorer's
+// atomics have peek(): checking must not add schedules); std::atomic is simply loaded.
+template <class Atomic>
+constexpr auto has_peek(int) -> decltype(std::declval<const Atomic&>().peek(), true) {
+    return true;
+}
+template <class Atomic>
+constexpr bool has_peek(...) {
+    return false;
+}
+
+template <class Atomic>
+auto peek(const Atomic& atomic) noexcept {
+    if constexpr (has_peek<Atomic>(0)) {
+        return atomic.peek();
+    } else {
+        return atomic.load();
+    }
+}
 
 // A pool takes its synchronisation from its Clock: a clock type that names `dbpool_sync` brings
 // its own (the explorer's virtual clock does); every other clock uses StdSync.

@@ -206,6 +206,10 @@ public:
         return act([&] { return std::exchange(value_, static_cast<T>(value_ - arg)); });
     }
     template <class U = T, class = std::enable_if_t<std::is_integral_v<U>>>
+    T fetch_or(T arg, std::memory_order = std::memory_order_seq_cst) {
+        return act([&] { return std::exchange(value_, static_cast<T>(value_ | arg)); });
+    }
+    template <class U = T, class = std::enable_if_t<std::is_integral_v<U>>>
     T operator++() {
         return static_cast<T>(fetch_add(1) + 1);
     }
