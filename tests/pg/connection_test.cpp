@@ -452,6 +452,39 @@ TEST_CASE("prepared statements are cached per connection and per argument types"
             connection.commit();
             CHECK(connection.cached_statements() == 0);
         }
+        SECTION("evicting a lost statement inside a transaction: transaction_conflict") {
+            // The eviction's DEALLOCATE runs inside the caller's transaction; the server's 26000
+            // there fails the transaction, so swallowing it (as outside) left the caller with
+            // 25P02 "current transaction is aborted" and no word of a pooler.
+            ConnectOptions options = test_server().tcp();
+            options.statement_cache_size = 1;
+            Connection small(options);
+            CHECK(small.query("SELECT $1 + 1", 1).scalar<int>() == 2);
+            const std::string name =
+                small.query("SELECT name FROM pg_prepared_statements").scalar<std::string>();
+            small.execute("DEALLOCATE " + small.quote_identifier(name));
+            small.begin();
+            try {
+                small.query("SELECT $1 + 2", 1);  // evicts the lost one
+                FAIL("ran in a failed transaction");
+            } catch (const Error& error) {
+                CHECK(error.code() == ErrorCode::transaction_conflict);
+                CHECK(error.sqlstate() == "26000");
+                CHECK_THAT(error.what(), Catch::Contains(name));
+            }
+            CHECK(small.transaction_pooling_detected());
+            small.rollback();
+            CHECK(small.query("SELECT $1 + 2", 1).scalar<int>() == 3);
+            // Outside a transaction the same finding costs nothing.
+            Connection other(options);
+            CHECK(other.query("SELECT $1 + 1", 1).scalar<int>() == 2);
+            other.execute(
+                "DEALLOCATE " +
+                other.quote_identifier(
+                    other.query("SELECT name FROM pg_prepared_statements").scalar<std::string>()));
+            CHECK(other.query("SELECT $1 + 2", 1).scalar<int>() == 3);
+            CHECK(other.transaction_pooling_detected());
+        }
         SECTION("the caller's own EXECUTE of a missing statement is only the server's error") {
             try {
                 connection.query("EXECUTE no_such_statement($1)", 1);

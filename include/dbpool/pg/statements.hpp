@@ -71,6 +71,15 @@ protected:
                 } catch (const Error& error) {
                     // A statement the server forgot already is fine; a broken link is not.
                     if (classify_exception(error) != Failure::none) throw;
+                    if (!names_missing_statement(error, evicted)) continue;
+                    // Missing although cached: the sign of a pooler, as in run(). Inside a
+                    // transaction the failed DEALLOCATE has failed the caller's transaction too.
+                    cache.clear();
+                    session_->transaction_pooling = true;
+                    if (transaction_status() != TransactionStatus::idle) {
+                        raise_pooled_transaction(error, evicted);
+                    }
+                    break;
                 }
             }
         } catch (const Error& error) {
@@ -136,6 +145,7 @@ protected:
                 return unnamed();
             }
             const std::string name = statement(text, types);
+            if (session_->transaction_pooling) return unnamed();  // found out while evicting
             try {
                 return exchange("execute", [&](PGconn* conn) {
                     return PQsendQueryPrepared(conn, name.c_str(), static_cast<int>(count),
