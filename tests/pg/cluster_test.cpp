@@ -154,7 +154,8 @@ dbpool::PoolOptions test_pool_options() {
 // Three clients of a PgBouncer (in transaction mode the bed gives it two server connections): c1
 // prepares "SELECT $1::int + 100", c2 prepares "... + 200" while c3 holds c1's server in a
 // transaction, then c1 runs its statement again while c3 holds that server once more. The
-// value c1 gets back, or the error it raises.
+// value c1 gets back, or the error it raises and then the value of running its transaction
+// again; " [detected]" when c1 found out about transaction pooling.
 std::string third_client_scenario(int bouncer_port, std::size_t statement_cache_size,
                                   bool in_transaction = false) {
     const auto options = bed().bouncer(bouncer_port, statement_cache_size);
@@ -177,8 +178,15 @@ std::string third_client_scenario(int bouncer_port, std::size_t statement_cache_
         if (in_transaction) c1.rollback();
         outcome = std::string(dbpool::to_string(error.code())) + " " + error.sqlstate() + ": " +
                   error.what();
+        if (in_transaction && error.code() == ErrorCode::transaction_conflict) {
+            c1.begin();  // what a caller's retry of the transaction does
+            outcome +=
+                "; run again: " + std::to_string(c1.query("SELECT $1::int + 100", 2).scalar<int>());
+            c1.commit();
+        }
     }
     c3.rollback();
+    if (c1.transaction_pooling_detected()) outcome += " [detected]";
     return outcome + (c2_value == 201 ? "" : " (c2 got " + std::to_string(c2_value) + ")");
 }
 
@@ -598,21 +606,198 @@ TEST_CASE("pg: through PgBouncer, session and transaction pooling with the state
 
 // With transaction pooling, each connection's statement names must differ from every other's
 // (statement_cache.hpp): with "dbpool_1" in every connection a client got another client's
-// statement's answer (1 + 100 gave 201). Now the name is missing on the other server session:
-// outside a transaction dbpool prepares it there and runs it; inside one the 26000 is raised
-// (the transaction has failed on the server). Never another client's statement.
+// statement's answer (1 + 100 gave 201). Now the name is missing on the other server session,
+// and the connection takes that as the sign of transaction pooling: outside a transaction it
+// runs the statement again, unnamed; inside one it raises transaction_conflict (the transaction
+// has failed on the server), and the transaction run again works. Never another client's
+// statement, and never PostgreSQL's bare "does not exist".
 TEST_CASE(
-    "pg: through a transaction-mode PgBouncer the statement cache runs only its own "
-    "statements",
+    "pg: through a transaction-mode PgBouncer the statement cache detects transaction pooling",
     "[cluster][pgbouncer]") {
     REQUIRE(bed().ensure_up());
     REQUIRE(bed().bouncers);
+    const auto started = Clock::now();
     const std::string outside = third_client_scenario(bed().transaction_bouncer, 64);
     const std::string inside = third_client_scenario(bed().transaction_bouncer, 64, true);
+    const std::string session = third_client_scenario(bed().session_bouncer, 64, true);
     report("pgbouncer-cache", "transaction mode, cache on (64): c1 asked for 1 + 100 and got " +
-                                  outside + "; inside a transaction: " + inside);
-    CHECK(outside == "101");
-    CHECK((inside == "101" || inside.find("26000") != std::string::npos));
+                                  outside + "; inside a transaction: " + inside +
+                                  "; session mode, inside a transaction: " + session);
+    CHECK(outside == "101 [detected]");
+    CHECK_THAT(inside, Catch::StartsWith("transaction_conflict 26000: ") &&
+                           Catch::Contains("pool_mode = transaction") &&
+                           Catch::Contains("run it again") &&
+                           Catch::Contains("statement_cache_size") &&
+                           Catch::EndsWith("; run again: 102 [detected]"));
+    CHECK(inside.find("does not exist") == std::string::npos);
+    CHECK(session == "101");  // session pooling: the cache works, nothing detected
+    CHECK(Clock::now() - started < 20s);
+}
+
+// What a user behind transaction pooling writes: the default cache, a pool, and a retry of
+// transaction_conflict (README, "Errors"). Each connection can fail at most one transaction, the
+// one in which it finds out; every retry succeeds. The URL's statement_cache_size=0 avoids even
+// that.
+TEST_CASE("pg: a pool through a transaction-mode PgBouncer: retry on conflict, or the URL option",
+          "[cluster][pgbouncer]") {
+    REQUIRE(bed().ensure_up());
+    REQUIRE(bed().bouncers);
+    prepare_table();
+    const auto started = Clock::now();
+    const auto run = [](dbpool::PooledPool<dbpool::pg::Connection>& pool, long& conflicts,
+                        long& wrong, long& failed) {
+        std::atomic<long> conflicted{0};
+        std::atomic<long> wrong_rows{0};
+        std::atomic<long> failures{0};
+        const auto work = [&](int base) {
+            for (int i = 0; i < 20; ++i) {
+                const std::string note = "bouncer retry " + std::to_string(base + i);
+                for (int attempt = 0;; ++attempt) {
+                    try {
+                        auto conn = pool.connection();
+                        dbpool::Transaction transaction(conn);
+                        const auto id =
+                            conn->query("INSERT INTO router_items (note) VALUES ($1) RETURNING id",
+                                        note)
+                                .scalar<std::int64_t>();
+                        if (conn->query("SELECT note FROM router_items WHERE id = $1", id)
+                                .scalar<std::string>() != note) {
+                            ++wrong_rows;
+                        }
+                        transaction.commit();
+                        break;
+                    } catch (const Error& error) {
+                        if (error.code() == ErrorCode::transaction_conflict && attempt < 3) {
+                            ++conflicted;
+                            continue;
+                        }
+                        ++failures;
+                        break;
+                    }
+                }
+            }
+        };
+        std::thread other(work, 1000);
+        work(0);
+        other.join();
+        conflicts = conflicted.load();
+        wrong = wrong_rows.load();
+        failed = failures.load();
+    };
+    dbpool::PoolOptions options = test_pool_options();
+    options.maxconnections = 4;
+    long conflicts = 0;
+    long wrong = 0;
+    long failed = 0;
+    {
+        dbpool::PooledPool<dbpool::pg::Connection> pool(
+            dbpool::pg::connector(bed().bouncer(bed().transaction_bouncer, 64)), options);
+        run(pool, conflicts, wrong, failed);
+    }
+    long url_conflicts = 0;
+    long url_wrong = 0;
+    long url_failed = 0;
+    {
+        const std::string url = "postgresql://" + bed().user + ":" + bed().password +
+                                "@127.0.0.1:" + std::to_string(bed().transaction_bouncer) + "/" +
+                                bed().database + "?sslmode=disable&statement_cache_size=0";
+        dbpool::pg::ConnectOptions from_url = dbpool::pg::ConnectOptions::from_url(url);
+        CHECK(from_url.statement_cache_size == 0);
+        from_url.read_timeout = 2s;
+        dbpool::PooledPool<dbpool::pg::Connection> pool(dbpool::pg::connector(from_url), options);
+        run(pool, url_conflicts, url_wrong, url_failed);
+    }
+    report("pgbouncer-pool",
+           "40 transactions on 2 threads, pool of 4, cache on: " + std::to_string(conflicts) +
+               " transaction_conflict retried, " + std::to_string(failed) + " failed, " +
+               std::to_string(wrong) + " wrong; with ?statement_cache_size=0: " +
+               std::to_string(url_conflicts) + " retried, " + std::to_string(url_failed) +
+               " failed, " + std::to_string(url_wrong) + " wrong");
+    CHECK(conflicts <= 4);
+    CHECK(failed == 0);
+    CHECK(wrong == 0);
+    CHECK(url_conflicts == 0);
+    CHECK(url_failed == 0);
+    CHECK(url_wrong == 0);
+    CHECK(Clock::now() - started < 30s);
+}
+
+// Session state through each pool_mode, as dbpool's setsession/init_statements and
+// reset_session() (Reset::full) produce it. c1 opens with an init statement setting a custom
+// parameter (dbpool.mark, harmless wherever it lands), then c3 holds a server connection in a
+// transaction while c1 reads the parameter, and c3 reads it too. In transaction mode the
+// setting stays on the server connection the SET ran on: c1 loses it and another client's
+// transaction sees it. Parameters PgBouncer tracks (TimeZone among them) follow the client, and
+// reset_session()'s DISCARD ALL resets them too.
+TEST_CASE("pg: through PgBouncer, SET, init_statements and reset_session in each pool_mode",
+          "[cluster][pgbouncer]") {
+    REQUIRE(bed().ensure_up());
+    REQUIRE(bed().bouncers);
+    const auto started = Clock::now();
+    struct Seen {
+        std::string c1;          // c1's mark while c3 holds a server
+        std::string c3;          // what c3's transaction sees
+        std::string c1_after;    // c1's mark after reset_session()
+        std::string zone;        // c1's TimeZone after SET TimeZone
+        std::string zone_reset;  // ... and after reset_session()
+        bool detected = false;
+    };
+    const auto scenario = [](int port, std::size_t cache) {
+        const std::string mark =
+            "m" + std::to_string(Clock::now().time_since_epoch().count() % 1000000007);
+        dbpool::pg::ConnectOptions options = bed().bouncer(port, cache);
+        options.init_statements = {"SET dbpool.mark = '" + mark + "'"};
+        const auto read_mark = [&mark](dbpool::pg::Connection& conn) {
+            const std::string value =
+                conn.query("SELECT coalesce(current_setting('dbpool.mark', true), '')")
+                    .scalar<std::string>();
+            return value == mark ? std::string("set") : value.empty() ? "unset" : "other";
+        };
+        dbpool::pg::Connection c1(options);
+        dbpool::pg::Connection c3(bed().bouncer(port, cache));
+        Seen seen;
+        c3.begin();
+        seen.c3 = read_mark(c3);
+        seen.c1 = read_mark(c1);
+        c3.rollback();
+        c1.execute("SET TimeZone = 'Asia/Tokyo'");
+        seen.zone = c1.query("SHOW TimeZone").scalar<std::string>();
+        c1.reset_session();
+        seen.zone_reset = c1.query("SHOW TimeZone").scalar<std::string>();
+        seen.c1_after = read_mark(c1);
+        seen.detected = c1.transaction_pooling_detected();
+        // Leave no mark behind on the bouncer's server connections: each client holds one in a
+        // transaction and resets the parameter there (committed, so it stays reset).
+        c3.begin();
+        c1.begin();
+        c3.execute("RESET dbpool.mark");
+        c1.execute("RESET dbpool.mark");
+        c1.commit();
+        c3.commit();
+        return seen;
+    };
+    const Seen session = scenario(bed().session_bouncer, 64);
+    const Seen transaction = scenario(bed().transaction_bouncer, 0);
+    const auto text = [](const Seen& seen) {
+        return "c1's own SET " + seen.c1 + ", in another client's transaction " + seen.c3 +
+               "; TimeZone " + seen.zone + ", after reset_session " + seen.zone_reset +
+               "; c1's SET after reset_session " + seen.c1_after;
+    };
+    report("pgbouncer-session-state",
+           "session mode: " + text(session) + "; transaction mode: " + text(transaction));
+    // Session mode: a client keeps its server connection, as direct.
+    CHECK(session.c1 == "set");
+    CHECK(session.c3 == "unset");
+    CHECK(session.zone == "Asia/Tokyo");
+    CHECK(session.zone_reset != "Asia/Tokyo");
+    CHECK(session.c1_after == "set");
+    // Transaction mode: c1's SET ran on the server connection c3 now holds.
+    CHECK(transaction.c1 != "set");  // "other": a mark an earlier run left behind
+    CHECK(transaction.c3 == "set");
+    CHECK(transaction.zone == "Asia/Tokyo");        // tracked by PgBouncer: follows the client
+    CHECK(transaction.zone_reset != "Asia/Tokyo");  // DISCARD ALL resets it for the client
+    CHECK_FALSE(transaction.detected);              // cache off: nothing to detect
+    CHECK(Clock::now() - started < 20s);
 }
 
 TEST_CASE("pg: promotion: kill -9 the primary under writes, promote a replica, writes resume",

@@ -394,21 +394,108 @@ TEST_CASE("prepared statements are cached per connection and per argument types"
         CHECK(uncached.cached_statements() == 0);
         CHECK(prepared_on_server(uncached) == 0);
     }
-    SECTION("a DEALLOCATE ALL behind the cache's back is repaired outside a transaction") {
+    SECTION("a DISCARD ALL or DEALLOCATE ALL sent by hand empties the cache") {
         connection.execute("DEALLOCATE ALL");
+        CHECK(connection.cached_statements() == 0);
+        connection.begin();  // prepared afresh, also inside a transaction: no 26000
         CHECK(connection.query("SELECT $1 * 2", 21).scalar<int>() == 42);
+        connection.commit();
         CHECK(connection.cached_statements() == 1);
-        connection.execute("DEALLOCATE ALL");
-        connection.begin();  // inside a transaction the failure is the caller's to see
-        try {
-            connection.query("SELECT $1 * 2", 1);
-            FAIL("a deallocated statement ran");
-        } catch (const Error& error) {
-            CHECK(error.sqlstate() == "26000");
-        }
-        CHECK(connection.transaction_status() == TransactionStatus::failed);
-        connection.rollback();
+        connection.execute("SELECT 1; DEALLOCATE ALL; SELECT 2");  // one of several statements
+        CHECK(connection.cached_statements() == 0);
+        CHECK(connection.query("SELECT $1 * 2", 3).scalar<int>() == 6);
+        connection.execute("DISCARD ALL");
+        CHECK(connection.cached_statements() == 0);
+        connection.begin();
         CHECK(connection.query("SELECT $1 * 2", 2).scalar<int>() == 4);
+        connection.commit();
+        CHECK_FALSE(connection.transaction_pooling_detected());
+    }
+    SECTION("a cached statement gone otherwise is a pooler's sign: unnamed statements on") {
+        // A DEALLOCATE of dbpool's own name stands in for a pooler in transaction mode running
+        // the statement on another server connection (tests/pg/cluster_test.cpp, [pgbouncer]).
+        const auto drop_cached = [&connection] {
+            const std::string name =
+                connection.query("SELECT name FROM pg_prepared_statements LIMIT 1")
+                    .scalar<std::string>();
+            connection.execute("DEALLOCATE " + connection.quote_identifier(name));
+        };
+        SECTION("outside a transaction it runs again, unnamed") {
+            drop_cached();
+            drop_cached();
+            CHECK(connection.query("SELECT $1 * 2", 21).scalar<int>() == 42);
+            CHECK(connection.transaction_pooling_detected());
+            CHECK(connection.cached_statements() == 0);
+            CHECK(connection.query("SELECT $1 * 3", 2).scalar<int>() == 6);
+            CHECK(prepared_on_server(connection) == 0);  // nothing prepared any more
+        }
+        SECTION("inside a transaction: transaction_conflict, and the retry works") {
+            drop_cached();
+            drop_cached();
+            connection.begin();
+            try {
+                connection.query("SELECT $1 * 2", 1);
+                FAIL("a missing statement ran");
+            } catch (const Error& error) {
+                CHECK(error.code() == ErrorCode::transaction_conflict);
+                CHECK(error.sqlstate() == "26000");
+                CHECK(Connection::classify_failure(error) == Failure::none);
+                CHECK_THAT(error.what(), Catch::Contains("pool_mode = transaction") &&
+                                             Catch::Contains("run it again") &&
+                                             Catch::Contains("statement_cache_size"));
+            }
+            CHECK(connection.transaction_status() == TransactionStatus::failed);
+            CHECK(connection.transaction_pooling_detected());
+            connection.rollback();
+            connection.begin();
+            CHECK(connection.query("SELECT $1 * 2", 2).scalar<int>() == 4);
+            connection.commit();
+            CHECK(connection.cached_statements() == 0);
+        }
+        SECTION("evicting a lost statement inside a transaction: transaction_conflict") {
+            // The eviction's DEALLOCATE runs inside the caller's transaction; the server's 26000
+            // there fails the transaction, so swallowing it (as outside) left the caller with
+            // 25P02 "current transaction is aborted" and no word of a pooler.
+            ConnectOptions options = test_server().tcp();
+            options.statement_cache_size = 1;
+            Connection small(options);
+            CHECK(small.query("SELECT $1 + 1", 1).scalar<int>() == 2);
+            const std::string name =
+                small.query("SELECT name FROM pg_prepared_statements").scalar<std::string>();
+            small.execute("DEALLOCATE " + small.quote_identifier(name));
+            small.begin();
+            try {
+                small.query("SELECT $1 + 2", 1);  // evicts the lost one
+                FAIL("ran in a failed transaction");
+            } catch (const Error& error) {
+                CHECK(error.code() == ErrorCode::transaction_conflict);
+                CHECK(error.sqlstate() == "26000");
+                CHECK_THAT(error.what(), Catch::Contains(name));
+            }
+            CHECK(small.transaction_pooling_detected());
+            small.rollback();
+            CHECK(small.query("SELECT $1 + 2", 1).scalar<int>() == 3);
+            // Outside a transaction the same finding costs nothing.
+            Connection other(options);
+            CHECK(other.query("SELECT $1 + 1", 1).scalar<int>() == 2);
+            other.execute(
+                "DEALLOCATE " +
+                other.quote_identifier(
+                    other.query("SELECT name FROM pg_prepared_statements").scalar<std::string>()));
+            CHECK(other.query("SELECT $1 + 2", 1).scalar<int>() == 3);
+            CHECK(other.transaction_pooling_detected());
+        }
+        SECTION("the caller's own EXECUTE of a missing statement is only the server's error") {
+            try {
+                connection.query("EXECUTE no_such_statement($1)", 1);
+                FAIL("ran");
+            } catch (const Error& error) {
+                CHECK(error.code() == ErrorCode::database);
+                CHECK(error.sqlstate() == "26000");
+            }
+            CHECK_FALSE(connection.transaction_pooling_detected());
+            CHECK(connection.cached_statements() == 3);
+        }
     }
     SECTION("prepare() checks the SQL on the server without caching it") {
         connection.prepare("SELECT $1::int");

@@ -85,7 +85,9 @@ Sample generate(Random& random) {
                                                  "target_session_attrs=any",
                                                  "options=-c%20x.y=1",
                                                  "colour=x",
-                                                 "port=1"};
+                                                 "port=1",
+                                                 "statement_cache_size=0",
+                                                 "statement_cache_size=x"};
         char separator = '?';
         for (std::size_t i = 0, count = 1 + random.below(3); i < count; ++i) {
             url += separator;
@@ -195,6 +197,17 @@ TEST_CASE("conninfo fuzz: no text holds a piece of a URL password", "[pg][unit][
                 FAIL("not invalid_options for " << printable(sample.url) << ": " << error.what());
             }
             check("validate()'s message", error.what());
+        }
+        // dbpool's own parameter: from_url() takes it out (or refuses its value) before
+        // libpq parses the rest.
+        try {
+            const ConnectOptions from_url = ConnectOptions::from_url(sample.url);
+            check("from_url()'s conninfo, described", from_url.describe());
+        } catch (const Error& error) {
+            if (error.code() != ErrorCode::invalid_options) {
+                FAIL("not invalid_options for " << printable(sample.url) << ": " << error.what());
+            }
+            check("from_url()'s message", error.what());
         }
         if (!valid) continue;
         ++parsed;

@@ -318,6 +318,96 @@ TEST_CASE("an empty ResultSet has no rows, columns or tag", "[pg][unit]") {
     CHECK_THROWS_AS(empty.column_index("x"), Error);
 }
 
+TEST_CASE("statement_cache_size in the connection string is dbpool's, taken out for libpq",
+          "[pg][unit][pgbouncer]") {
+    using dbpool::pg::detail::take_dbpool_params;
+    // URLs: the parameter anywhere in the query, percent-encoded or not; the rest as written.
+    const auto url = take_dbpool_params(
+        "postgresql://app:pw@bouncer:6432/shop?sslmode=disable&statement_cache_size=0&x=%41");
+    CHECK(url.conninfo == "postgresql://app:pw@bouncer:6432/shop?sslmode=disable&x=%41");
+    CHECK(url.statement_cache_size == std::optional<std::string>("0"));
+    CHECK(take_dbpool_params("postgres://h/db?statement_cache_size=12").conninfo ==
+          "postgres://h/db");
+    CHECK(take_dbpool_params("postgresql://h?statement%5Fcache_size=3").statement_cache_size ==
+          std::optional<std::string>("3"));
+    // Last one wins, as with libpq's keywords.
+    CHECK(take_dbpool_params("postgresql://h?statement_cache_size=1&statement_cache_size=2")
+              .statement_cache_size == std::optional<std::string>("2"));
+    // A '?' inside the user part is a password's, not a query (libpq ends it at the first '@').
+    const auto in_password = take_dbpool_params("postgresql://u:p?statement_cache_size=0@h/db");
+    CHECK(in_password.conninfo == "postgresql://u:p?statement_cache_size=0@h/db");
+    CHECK_FALSE(in_password.statement_cache_size);
+    // Keyword/value strings: bare, quoted, escaped values; other keywords untouched.
+    const auto keywords = take_dbpool_params(
+        "host=bouncer statement_cache_size = 0 password='a statement_cache_size=9 b' port=6432");
+    CHECK(keywords.conninfo == "host=bouncer  password='a statement_cache_size=9 b' port=6432");
+    CHECK(keywords.statement_cache_size == std::optional<std::string>("0"));
+    CHECK(take_dbpool_params("statement_cache_size='1\\0'").statement_cache_size ==
+          std::optional<std::string>("10"));
+    // What libpq would refuse is left to libpq.
+    CHECK(take_dbpool_params("host=h statement_cache_size").conninfo ==
+          "host=h statement_cache_size");
+    CHECK(take_dbpool_params("").conninfo.empty());
+
+    // from_url() sets the field and libpq never sees the parameter.
+    const ConnectOptions options =
+        ConnectOptions::from_url("postgresql://app@127.0.0.1:6432/shop?statement_cache_size=0");
+    CHECK(options.statement_cache_size == 0);
+    CHECK(options.conninfo == "postgresql://app@127.0.0.1:6432/shop");
+    CHECK(ConnectOptions::from_url("host=h statement_cache_size=7").statement_cache_size == 7);
+    CHECK(ConnectOptions::from_url("host=h").statement_cache_size == 64);
+
+    // Refused with a message naming the parameter, never echoing the value (a misplaced
+    // password may be there).
+    for (const char* text :
+         {"postgresql://h?statement_cache_size=", "postgresql://h?statement_cache_size=-1",
+          "postgresql://h?statement_cache_size=100001", "host=h statement_cache_size=1e3",
+          "postgresql://u@h?statement_cache_size=Qv5Kc3Rc"}) {
+        try {
+            (void)ConnectOptions::from_url(text);
+            FAIL("accepted " << text);
+        } catch (const Error& error) {
+            CHECK(error.code() == ErrorCode::invalid_options);
+            CHECK_THAT(error.what(),
+                       Catch::Contains("statement_cache_size") && Catch::Contains("0 to 100000"));
+            CHECK(std::string(error.what()).find("Qv5") == std::string::npos);
+            CHECK(std::string(error.what()).find("1e3") == std::string::npos);
+        }
+    }
+    // Written into ConnectOptions::conninfo directly it would reach libpq: refused, saying where
+    // it belongs.
+    CHECK_THAT(invalid(conninfo("postgresql://h/db?statement_cache_size=0")),
+               Catch::Contains("statement_cache_size field"));
+    CHECK_THAT(invalid(conninfo("host=h statement_cache_size=0")), Catch::Contains("from_url"));
+}
+
+TEST_CASE("only a 26000 naming the cached statement is taken for a pooler's doing",
+          "[pg][unit][pgbouncer]") {
+    using dbpool::pg::detail::names_missing_statement;
+    const std::string name = "dbpool_0123456789abcdef_1";
+    const auto server = [](const std::string& message, const std::string& sqlstate = "26000") {
+        return Error(ErrorCode::database, "pg: execute failed: [" + sqlstate + "] " + message, 0,
+                     sqlstate);
+    };
+    CHECK(names_missing_statement(
+        server("ERROR:  prepared statement \"" + name + "\" does not exist"), name));
+    // Another of this connection's statements (_12), the caller's own EXECUTE, another SQLSTATE.
+    CHECK_FALSE(names_missing_statement(
+        server("ERROR:  prepared statement \"" + name + "2\" does not exist"), name));
+    CHECK_FALSE(names_missing_statement(
+        server("ERROR:  prepared statement \"mine\" does not exist"), name));
+    CHECK_FALSE(names_missing_statement(
+        server("ERROR:  prepared statement \"" + name + "\" already exists", "42P05"), name));
+    // A broken connection is never a missing statement.
+    CHECK_FALSE(
+        names_missing_statement(Error(ErrorCode::connection_lost, "pg: execute failed: " + name,
+                                      dbpool::pg::native(ClientError::lost), "26000"),
+                                name));
+    // The error raised inside a transaction is a conflict (retry it), not a broken connection.
+    CHECK(dbpool::pg::classify_exception(
+              Error(ErrorCode::transaction_conflict, "pooler", 0, "26000")) == Failure::none);
+}
+
 TEST_CASE("statement names differ between connections", "[pg][unit]") {
     // Behind PgBouncer in transaction mode, connections share server sessions: equal names let
     // one client run another's statement.

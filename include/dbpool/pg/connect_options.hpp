@@ -6,6 +6,7 @@
 
 #include <dbpool/detail/redact.hpp>
 #include <dbpool/error.hpp>
+#include <dbpool/pg/conninfo_params.hpp>
 #include <dbpool/pg/errors.hpp>
 
 #include <libpq-fe.h>
@@ -57,7 +58,9 @@ struct ConnectOptions {
     /// Statements run after connecting and after every session reset.
     std::vector<std::string> init_statements;
     /// Prepared statements kept per connection, least recently used evicted (0 = none: every
-    /// statement with arguments is parsed again through the unnamed statement).
+    /// statement with arguments is parsed again through the unnamed statement; at most 100000).
+    /// Set it to 0 behind a pooler in transaction mode (PgBouncer `pool_mode = transaction`
+    /// before 1.21); from_url() reads it from the connection string too.
     std::size_t statement_cache_size = 64;
     /// Receives notices and warnings (called on the thread running the statement; must not
     /// throw). Unset: they are dropped, never printed.
@@ -66,10 +69,16 @@ struct ConnectOptions {
     /// Options for a `postgresql://` URL or a keyword/value string; throws Error{invalid_options}
     /// with libpq's complaint, never echoing what may be a password. Any thread; no effect
     /// when it throws.
+    ///
+    /// One parameter is dbpool's, not libpq's: `statement_cache_size=N` (0 to 100000, e.g.
+    /// `postgresql://app@bouncer/db?statement_cache_size=0` or `host=bouncer
+    /// statement_cache_size=0`) sets the field of that name and is taken out of `conninfo`
+    /// before libpq sees it.
     static ConnectOptions from_url(std::string_view conninfo);
 
     /// Throws Error{invalid_options} naming the first field that is wrong (also a port in
-    /// conninfo or PGPORT that is not 1..65535, which libpq would find only when connecting).
+    /// conninfo or PGPORT that is not 1..65535, which libpq would find only when connecting,
+    /// and a `statement_cache_size` written into conninfo directly: only from_url() reads it).
     void validate() const;
 
     /// "user@host:port/database" as far as the connection string says; no password, nor any
@@ -258,8 +267,22 @@ inline bool valid_port_list(std::string_view text) {
 }  // namespace detail
 
 inline ConnectOptions ConnectOptions::from_url(std::string_view conninfo) {
+    detail::ConninfoParams params = detail::take_dbpool_params(conninfo);
     ConnectOptions options;
-    options.conninfo = std::string(conninfo);
+    options.conninfo = std::move(params.conninfo);
+    if (params.statement_cache_size) {
+        // The value is never echoed: a misplaced password may have ended up in it.
+        const std::string& text = *params.statement_cache_size;
+        std::size_t size = 0;
+        const char* end = text.data() + text.size();
+        const auto result = std::from_chars(text.data(), end, size);
+        if (text.empty() || result.ec != std::errc() || result.ptr != end || size > 100000) {
+            detail::options_error(
+                "statement_cache_size in the connection string must be a whole number from 0 "
+                "to 100000 (0: unnamed statements only, for a pooler in transaction mode)");
+        }
+        options.statement_cache_size = size;
+    }
     options.validate();
     return options;
 }
@@ -271,6 +294,12 @@ inline void ConnectOptions::validate() const {
     }
     if (password.find('\0') != std::string::npos) {
         detail::options_error("password contains a NUL byte");
+    }
+    if (detail::take_dbpool_params(conninfo).statement_cache_size) {
+        detail::options_error(
+            "conninfo holds statement_cache_size, which is dbpool's, not libpq's: only "
+            "ConnectOptions::from_url (and pg::connector or Connection given a string) reads it "
+            "there; with ConnectOptions, set its statement_cache_size field");
     }
     const detail::Conninfo parsed = detail::parse_conninfo(conninfo);
     // The value is never echoed: a misplaced password may have ended up in it.

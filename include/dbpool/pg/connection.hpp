@@ -33,7 +33,12 @@ namespace dbpool::pg {
 /// Statements with arguments (`$1`, `$2`, ...) go through the extended protocol as named
 /// prepared statements, cached per connection (ConnectOptions::statement_cache_size, least
 /// recently used evicted); statements without arguments use the simple protocol (several
-/// statements separated by `;` are allowed; the last one's result is returned). All I/O is
+/// statements separated by `;` are allowed; the last one's result is returned). A cached
+/// statement found missing on the server (not dropped by dbpool, nor by a DISCARD ALL or
+/// DEALLOCATE ALL sent through this connection) means a pooler in transaction mode: the
+/// connection then uses the unnamed statement only (transaction_pooling_detected()), runs the
+/// statement again outside a transaction, and inside one throws Error{transaction_conflict}
+/// (SQLSTATE 26000): the transaction has failed and must be run again. All I/O is
 /// non-blocking and bounded by the timeouts in ConnectOptions. Every failure throws
 /// `dbpool::Error`: `connection_lost` when the connection broke (native code a ClientError
 /// saying whether the statement can have reached the server), else the server's SQLSTATE
@@ -257,6 +262,14 @@ public:
     /// Prepared statements currently cached.
     std::size_t cached_statements() const noexcept {
         return session_ ? session_->statements.size() : 0;
+    }
+
+    /// Whether a statement this connection had prepared and cached was found missing on the
+    /// server, the sign of a pooler in transaction mode (PgBouncer `pool_mode = transaction`):
+    /// from then on statements with arguments go through the unnamed statement, as with
+    /// `statement_cache_size = 0`. Set once, for the connection's life.
+    bool transaction_pooling_detected() const noexcept {
+        return session_ && session_->transaction_pooling;
     }
 
 private:

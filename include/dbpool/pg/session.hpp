@@ -55,6 +55,10 @@ struct Session {
     ConnectOptions options;
     StatementCache statements;
     dbpool::detail::Secrets secrets;  // masked in every message
+    // A statement this session prepared and cached was missing when it ran or was evicted: the
+    // server connection changed under the session (a pooler in transaction mode). From then on
+    // every statement with arguments goes through the unnamed statement; never set back.
+    bool transaction_pooling = false;
     // The server announced (a FATAL notice while idle) that it is ending this session.
     bool closing = false;
     std::string closing_sqlstate;

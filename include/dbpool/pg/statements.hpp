@@ -2,8 +2,9 @@
 
 // Statements on a PostgreSQL session: checked before anything is sent (NUL bytes, COPY, the
 // argument count), then run through the simple protocol or, with arguments, as named prepared
-// statements cached per session (re-prepared once when the server lost them). Internal:
-// namespace dbpool::pg::detail.
+// statements cached per session; a cached statement found missing means a pooler in transaction
+// mode, and the session goes on with unnamed statements only. Internal: namespace
+// dbpool::pg::detail.
 
 #include <dbpool/error.hpp>
 #include <dbpool/pg/errors.hpp>
@@ -23,6 +24,22 @@
 #include <string_view>
 
 namespace dbpool::pg::detail {
+
+// Whether `error` is the server's 26000 about statement `name` (and not, say, about a
+// statement the caller's own EXECUTE named). The names end in a counter: "..._1" must not
+// match a message about "..._12".
+inline bool names_missing_statement(const Error& error, const std::string& name) {
+    if (error.sqlstate() != "26000" || error.code() != ErrorCode::database) return false;
+    const std::string_view message = error.what();
+    for (std::size_t at = message.find(name); at != std::string_view::npos;
+         at = message.find(name, at + 1)) {
+        const std::size_t after = at + name.size();
+        if (after == message.size() || message[after] < '0' || message[after] > '9') {
+            return true;
+        }
+    }
+    return false;
+}
 
 // Statement execution over the Wire. Not thread-safe.
 class Statements : public Wire {
@@ -54,6 +71,15 @@ protected:
                 } catch (const Error& error) {
                     // A statement the server forgot already is fine; a broken link is not.
                     if (classify_exception(error) != Failure::none) throw;
+                    if (!names_missing_statement(error, evicted)) continue;
+                    // Missing although cached: the sign of a pooler, as in run(). Inside a
+                    // transaction the failed DEALLOCATE has failed the caller's transaction too.
+                    cache.clear();
+                    session_->transaction_pooling = true;
+                    if (transaction_status() != TransactionStatus::idle) {
+                        raise_pooled_transaction(error, evicted);
+                    }
+                    break;
                 }
             }
         } catch (const Error& error) {
@@ -108,29 +134,55 @@ protected:
                 values[i] = params[i].value;
                 types[i] = params[i].type;
             }
-            if (!is_open() || session_->statements.capacity() == 0) {
+            const auto unnamed = [&] {
                 return exchange("execute", [&](PGconn* conn) {
                     return PQsendQueryParams(conn, text.c_str(), static_cast<int>(count),
                                              types.data(), values.data(), nullptr, nullptr, 0);
                 });
+            };
+            if (!is_open() || session_->statements.capacity() == 0 ||
+                session_->transaction_pooling) {
+                return unnamed();
             }
-            for (int attempt = 0;; ++attempt) {
-                const std::string name = statement(text, types);
-                try {
-                    return exchange("execute", [&](PGconn* conn) {
-                        return PQsendQueryPrepared(conn, name.c_str(), static_cast<int>(count),
-                                                   values.data(), nullptr, nullptr, 0);
-                    });
-                } catch (const Error& error) {
-                    // 26000: the session lost its prepared statements (a DEALLOCATE or DISCARD
-                    // ALL sent through this connection). Bind failed, so nothing ran: outside a
-                    // transaction, prepare again and run it once more.
-                    if (error.sqlstate() != "26000" || !session_) throw;
-                    session_->statements.clear();
-                    if (attempt > 0 || transaction_status() != TransactionStatus::idle) throw;
-                }
+            const std::string name = statement(text, types);
+            if (session_->transaction_pooling) return unnamed();  // found out while evicting
+            try {
+                return exchange("execute", [&](PGconn* conn) {
+                    return PQsendQueryPrepared(conn, name.c_str(), static_cast<int>(count),
+                                               values.data(), nullptr, nullptr, 0);
+                });
+            } catch (const Error& error) {
+                if (!session_ || !names_missing_statement(error, name)) throw;
+                // The statement this session prepared and cached is gone, and neither dbpool
+                // nor the caller dropped it (a DISCARD ALL or DEALLOCATE ALL clears the cache):
+                // the server connection changed under the session, as behind a pooler in
+                // transaction mode. Named statements cannot work there: unnamed ones from now on.
+                session_->statements.clear();
+                session_->transaction_pooling = true;
+                // Bind failed, so nothing ran: outside a transaction run it again, unnamed.
+                if (transaction_status() == TransactionStatus::idle) return unnamed();
+                raise_pooled_transaction(error, name);
             }
         }
+    }
+
+    // The typed error for a cached statement missing inside a transaction: not a broken
+    // connection (the session is fine and the server knows the transaction failed), but a
+    // transaction to run again, which now works since the session has switched to unnamed
+    // statements.
+    [[noreturn]] void raise_pooled_transaction(const Error& error, const std::string& name) const {
+        throw Error(
+            ErrorCode::transaction_conflict,
+            masked("pg: execute failed: [26000] prepared statement \"" + name +
+                   "\", which this connection prepared and cached, was missing on the server "
+                   "connection running this transaction: a pooler in transaction mode (e.g. "
+                   "PgBouncer pool_mode = transaction, before 1.21) ran the transaction on "
+                   "another server connection than the one it was prepared on. The transaction "
+                   "has failed on the server: roll it back and run it again from its start "
+                   "(this connection uses unnamed statements from now on, so the retry works). "
+                   "To avoid it, set statement_cache_size = 0 (ConnectOptions, or "
+                   "statement_cache_size=0 in the connection string)."),
+            0, error.sqlstate());
     }
 };
 

@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -188,6 +189,17 @@ protected:
         }
     }
 
+    // A DISCARD ALL or DEALLOCATE ALL the caller sent dropped every prepared statement of the
+    // session: the cache forgets them now, so that none of them is later found missing and taken
+    // for the sign of a pooler (statements.hpp). dbpool itself sends only DEALLOCATE <name>.
+    void forget_dropped_statements(const PGresult* result) noexcept {
+        const char* tag = PQcmdStatus(const_cast<PGresult*>(result));
+        if (tag != nullptr &&
+            (std::strcmp(tag, "DISCARD ALL") == 0 || std::strcmp(tag, "DEALLOCATE ALL") == 0)) {
+            session_->statements.clear();
+        }
+    }
+
     // Reads every result of the request; returns the last one or raises the first error.
     detail::ResultPtr collect(PGconn* conn, const char* what) {
         const detail::Deadline deadline = detail::deadline_after(session_->options.read_timeout);
@@ -225,7 +237,10 @@ protected:
                 case PGRES_FATAL_ERROR:
                     if (!error) error = std::move(result);
                     break;
-                default: last = std::move(result); break;
+                default:
+                    forget_dropped_statements(result.get());
+                    last = std::move(result);
+                    break;
             }
         }
         detail::drain_notifications(conn);
