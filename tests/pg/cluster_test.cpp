@@ -55,6 +55,7 @@ struct Bed {
     std::string user;
     std::string password;
     std::string database;
+    std::string url;  // every node in one postgresql:// URL, the primary first
     std::vector<int> ports;
     bool bouncers = false;  // PgBouncers in front of node 1 (pgbouncer installed)
     int transaction_bouncer = 0;
@@ -126,6 +127,7 @@ const Bed& bed() {
         b.user = values["DBPOOL_CLUSTER_USER"];
         b.password = values["DBPOOL_CLUSTER_PASSWORD"];
         b.database = values["DBPOOL_CLUSTER_DATABASE"];
+        b.url = values["DBPOOL_CLUSTER_URL"];
         for (int n = 1; n <= 3; ++n)
             b.ports.push_back(std::stoi(values["DBPOOL_NODE" + std::to_string(n) + "_PORT"]));
         b.bouncers = values["DBPOOL_PGBOUNCER_RUNNING"] == "1";
@@ -299,6 +301,39 @@ TEST_CASE("pg: writes go to the primary, reads spread over the replicas",
                         "; replica lag n2=" + std::to_string(stats[1].health.lag.count()) +
                         " ms n3=" + std::to_string(stats[2].health.lag.count()) +
                         " ms (primary idle)");
+}
+
+TEST_CASE("pg: make_cluster_router from the bed's one multi-host URL",
+          "[cluster][pg_replication]") {
+    REQUIRE(bed().ensure_up());
+    REQUIRE(bed().url.find(',') != std::string::npos);
+    dbpool::pg::ClusterOptions cluster;
+    cluster.pool = test_pool_options();
+    cluster.router.health_interval = 250ms;
+    auto router = dbpool::pg::make_cluster_router(bed().url, cluster);
+    REQUIRE(router->size() == 3);
+    for (std::size_t i = 0; i < 3; ++i) {
+        INFO(router->name(i));
+        CHECK(router->name(i).find(bed().password) == std::string::npos);
+        CHECK(router->name(i).find(":" + std::to_string(bed().port(static_cast<int>(i) + 1))) !=
+              std::string::npos);
+    }
+    for (int i = 0; i < 5; ++i) {
+        auto w = router->connection(Access::write);
+        CHECK(w->query("SELECT inet_server_port()").scalar<int>() == bed().port(1));
+    }
+    std::map<int, int> served;
+    for (int i = 0; i < 20; ++i) {
+        auto r = router->connection(Access::read);
+        ++served[r->query("SELECT inet_server_port()").scalar<int>()];
+    }
+    CHECK(served[bed().port(1)] == 0);
+    CHECK(served[bed().port(2)] > 0);
+    CHECK(served[bed().port(3)] > 0);
+    report("one-url", "20 reads: n2=" + std::to_string(served[bed().port(2)]) +
+                          " n3=" + std::to_string(served[bed().port(3)]) +
+                          " n1=" + std::to_string(served[bed().port(1)]) + "; names " +
+                          router->name(0) + ", " + router->name(1) + ", " + router->name(2));
 }
 
 TEST_CASE("pg: read-your-writes sends a session's reads to the primary for a while",
