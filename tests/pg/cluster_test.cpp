@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "../fault_support.hpp"
+#include "../server_support.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -446,6 +447,101 @@ TEST_CASE("pg: a replica whose replay is paused leaves the reads and comes back"
     // round and a read take on a busy 2-core machine under a sanitizer.
     CHECK(left_after <= kMaxLag + kInterval + 700ms);
     CHECK(*back - resumed <= kInterval + 700ms);
+}
+
+TEST_CASE("pg: a heartbeat table measures replica lag in time, also with the primary down",
+          "[cluster][pg_replication][lag]") {
+    REQUIRE(bed().ensure_up());
+    {
+        dbpool::pg::Connection primary(bed().node(1));
+        primary.execute(
+            "CREATE TABLE IF NOT EXISTS router_heartbeat (id int PRIMARY KEY, ts timestamptz NOT "
+            "NULL)");
+    }
+    constexpr auto kInterval = 200ms;
+    constexpr auto kMaxLag = 500ms;
+    dbpool::pg::ClusterOptions cluster;
+    cluster.pool = test_pool_options();
+    cluster.router.health_interval = kInterval;
+    cluster.check.max_replica_lag = kMaxLag;
+    cluster.check.heartbeat_table = "router_heartbeat";
+    auto router = dbpool::pg::make_cluster_router(bed().url, cluster);
+
+    // The primary's writer: every 100 ms, reconnecting while the primary is down.
+    std::atomic<bool> stop{false};
+    std::thread writer([&] {
+        std::optional<dbpool::pg::Connection> primary;
+        for (int i = 0; i < 3000 && !stop.load(); ++i) {
+            try {
+                if (!primary) primary.emplace(bed().node(1));
+                primary->execute(
+                    "INSERT INTO router_heartbeat VALUES (1, clock_timestamp())"
+                    " ON CONFLICT (id) DO UPDATE SET ts = excluded.ts");
+            } catch (const Error&) {
+                primary.reset();
+            }
+            std::this_thread::sleep_for(100ms);
+        }
+    });
+    const auto replicas_are = [&](dbpool::NodeState state, bool lag_known_above_max) {
+        const auto stats = router->stats();
+        for (std::size_t i = 1; i < 3; ++i) {
+            if (stats[i].health.state != state) return false;
+            if (lag_known_above_max && stats[i].health.lag <= kMaxLag) return false;
+        }
+        return true;
+    };
+    const bool healthy = dbpool_test::eventually(
+        [&] { return replicas_are(dbpool::NodeState::healthy, false); }, 5s);
+    const auto before = router->stats();
+
+    REQUIRE(bed().run("halt", 1) == 0);
+    const auto halted = Clock::now();
+    const bool measured =
+        dbpool_test::eventually([&] { return replicas_are(dbpool::NodeState::lagging, true); }, 5s);
+    const auto lagging_after = Clock::now() - halted;
+    std::this_thread::sleep_for(500ms);
+    const auto down = router->stats();
+    long reads_failed = 0;
+    for (int i = 0; i < 20; ++i) {
+        try {
+            router->connection(Access::read)->query("SELECT 1");
+        } catch (const Error&) {
+            ++reads_failed;  // lagging replicas still serve reads with the primary down
+        }
+    }
+
+    REQUIRE(bed().run("restart", 1) == 0);
+    const auto restarted = Clock::now();
+    const bool back = dbpool_test::eventually(
+        [&] { return replicas_are(dbpool::NodeState::healthy, false); }, 10s);
+    const auto back_after = Clock::now() - restarted;
+    stop = true;
+    writer.join();
+    report("heartbeat", "lag n2=" + std::to_string(before[1].health.lag.count()) +
+                            " ms n3=" + std::to_string(before[2].health.lag.count()) +
+                            " ms (writer every 100 ms); primary stopped: both lagging with a "
+                            "known lag after " +
+                            std::to_string(ms(lagging_after)) +
+                            " ms, 500 ms later n2=" + std::to_string(down[1].health.lag.count()) +
+                            " ms n3=" + std::to_string(down[2].health.lag.count()) + " ms (" +
+                            down[1].health.reason + "); healthy again " +
+                            std::to_string(ms(back_after)) + " ms after the restart");
+    CHECK(healthy);
+    CHECK(before[1].health.lag < kMaxLag);
+    CHECK(measured);
+    CHECK(down[1].health.lag > kMaxLag);  // a time, not "unknown" (-1) as the WAL check says
+    CHECK(down[2].health.lag > kMaxLag);
+    CHECK(reads_failed == 0);
+    CHECK(back);
+    // A missing table fails the check: the node is not taken for healthy.
+    dbpool::pg::NodeCheck missing;
+    missing.replica = true;
+    missing.heartbeat_table = "no_such_heartbeat";
+    missing.health = std::make_shared<dbpool::NodeHealth>();
+    CHECK_THROWS_AS(dbpool::pg::CheckedConnection(bed().node(2), missing), Error);
+    CHECK(missing.health->status().state == dbpool::NodeState::unavailable);
+    CHECK(missing.health->status().reason.find("no_such_heartbeat") != std::string::npos);
 }
 
 TEST_CASE("pg: a stopped replica leaves the reads at once and returns after a restart",

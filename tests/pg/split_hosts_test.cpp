@@ -1,7 +1,7 @@
 // pg::split_hosts and make_cluster_router(conninfo) without a server: one libpq multi-host
 // string becomes one single-host ConnectOptions per host (the first the primary), every other
 // setting kept, the password moved out of the string, bad input refused with invalid_options
-// and never echoed.
+// and never echoed; and the heartbeat_table option the replicas' check takes.
 #include <dbpool/pg/cluster.hpp>
 
 #include <catch2/catch.hpp>
@@ -142,4 +142,35 @@ TEST_CASE("make_cluster_router(conninfo): the first host is the primary, names h
             return error.code() == ErrorCode::invalid_options &&
                    std::string(error.what()).find("Pw9Secret") == std::string::npos;
         }));
+}
+
+TEST_CASE("NodeCheck: heartbeat_table is a plain name or schema.table, for replicas only",
+          "[pg][unit]") {
+    const auto refused_check = [](const std::string& table, bool replica) {
+        dbpool::pg::NodeCheck check;
+        check.replica = replica;
+        check.heartbeat_table = table;
+        try {
+            check.validate();
+        } catch (const Error& error) {
+            CHECK(error.code() == ErrorCode::invalid_options);
+            return std::string(error.what());
+        }
+        return std::string();
+    };
+    CHECK(refused_check("heartbeat", true).empty());
+    CHECK(refused_check("ops.heart_beat2", true).empty());
+    for (const char* bad : {"a;DROP TABLE x", "a.b.c", ".a", "a.", "a b", "\"a\""}) {
+        INFO(bad);
+        CHECK(refused_check(bad, true).find("heartbeat_table") != std::string::npos);
+    }
+    CHECK(refused_check("heartbeat", false).find("replica is false") != std::string::npos);
+    // make_cluster_router gives it to the replicas only, so a primary never refuses it.
+    dbpool::pg::ClusterOptions options;
+    options.router.health_interval = std::chrono::milliseconds(0);
+    options.check.heartbeat_table = "heartbeat";
+    CHECK(dbpool::pg::make_cluster_router("host=127.0.0.1,127.0.0.2 port=1", options)->size() == 2);
+    options.check.heartbeat_table = "bad name";
+    CHECK_THROWS_AS(dbpool::pg::make_cluster_router("host=127.0.0.1,127.0.0.2 port=1", options),
+                    Error);
 }

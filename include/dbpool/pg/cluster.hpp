@@ -137,8 +137,9 @@ struct ClusterOptions {
     PoolOptions pool;
     /// Options of the router.
     RouterOptions router;
-    /// The replicas' lag limit (`max_replica_lag`); `primary`, `replica` and `health` are
-    /// ignored: each node gets its own NodeHealth and the check its role asks for.
+    /// The replicas' lag limit and source (`max_replica_lag`, `heartbeat_table`); `primary`,
+    /// `replica` and `health` are ignored: each node gets its own NodeHealth and the check its
+    /// role asks for.
     NodeCheck check;
 };
 
@@ -166,6 +167,7 @@ inline std::unique_ptr<ClusterRouter> make_cluster_router(const std::vector<Conn
         check.primary = i == 0;
         check.replica = i > 0;
         check.max_replica_lag = options.check.max_replica_lag;
+        if (i > 0) check.heartbeat_table = options.check.heartbeat_table;
         RouterNode<ClusterPool> node;
         node.name = nodes[i].describe();
         node.role = i == 0 ? NodeRole::primary : NodeRole::replica;
