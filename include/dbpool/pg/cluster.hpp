@@ -93,7 +93,7 @@ inline std::vector<ConnectOptions> split_hosts(const ConnectOptions& options) {
         detail::split_list(detail::conninfo_value(parsed, "hostaddr"));
     const std::vector<std::string> ports =
         detail::split_list(detail::conninfo_value(parsed, "port"));
-    const std::size_t count = std::max<std::size_t>({1, hosts.size(), addresses.size()});
+    const std::size_t count = std::max({std::size_t{1}, hosts.size(), addresses.size()});
     if (!hosts.empty() && !addresses.empty() && hosts.size() != addresses.size()) {
         detail::hosts_error("host lists " + std::to_string(hosts.size()) + " hosts but hostaddr " +
                             std::to_string(addresses.size()) + "; give as many of each");
