@@ -18,6 +18,9 @@
 # Ports: each node has a client port, a group-communication port, an IST port and an SST port,
 # all on 127.0.0.1. Failure detection is shortened (evs.suspect_timeout 2 s, keepalive 0.5 s,
 # which stays below a third of it) so a killed node is evicted in about 3 s instead of 6.
+# GALERA_TIMEOUTS=default in the environment of `start` keeps Galera's own evs.* timeouts
+# (suspect 5 s, keepalive 1 s, inactive 15 s, ...) instead, to measure failover as a default
+# install has it (scripts/galera-failover.sh); the nodes keep them across restarts.
 # Nothing is a system service: everything lives in DIR, the servers run as `mysql` when
 # started by root (rsync SST fails as root). Every wait is bounded.
 set -euo pipefail
@@ -56,9 +59,16 @@ write_args() {
     local provider_options
     provider_options="gmcast.listen_addr=tcp://127.0.0.1:$(gport "$n");"
     provider_options+="ist.recv_addr=127.0.0.1:$(cat "$dir/iport");gcache.size=64M;"
-    provider_options+="evs.keepalive_period=PT0.5S;evs.suspect_timeout=PT2S;"
-    provider_options+="evs.inactive_timeout=PT4S;evs.inactive_check_period=PT0.5S;"
-    provider_options+="evs.install_timeout=PT4S;pc.wait_prim_timeout=PT10S"
+    case ${GALERA_TIMEOUTS:-short} in
+        short)
+            provider_options+="evs.keepalive_period=PT0.5S;evs.suspect_timeout=PT2S;"
+            provider_options+="evs.inactive_timeout=PT4S;evs.inactive_check_period=PT0.5S;"
+            provider_options+="evs.install_timeout=PT4S;"
+            ;;
+        default) ;;
+        *) die "GALERA_TIMEOUTS must be short or default, not '$GALERA_TIMEOUTS'" ;;
+    esac
+    provider_options+="pc.wait_prim_timeout=PT10S"
     {
         base_args "$n"
         printf '%s\n' --wsrep-on=ON "--wsrep-provider=$PROVIDER" \

@@ -27,8 +27,9 @@
 # 200 ms (wal_retrieve_retry_interval) and report every second (wal_receiver_status_interval).
 # When pgbouncer is installed, two PgBouncers stand in front of the primary on loopback ports of
 # their own, one with pool_mode = transaction and one with session (DIR/env names their ports).
-# No heartbeat table: dbpool's PostgreSQL check measures lag from WAL positions and the replay
-# timestamp (docs/pg.md, "Replicas"). Every wait is bounded. PG_BIN overrides the directory of
+# No heartbeat table or writer: dbpool's default PostgreSQL check measures lag from WAL positions
+# and the replay timestamp (docs/pg.md, "Replicas"); the heartbeat-table test creates its table
+# and writes it itself. Every wait is bounded. PG_BIN overrides the directory of
 # initdb/pg_ctl.
 set -euo pipefail
 

@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "../fault_support.hpp"
+#include "../server_support.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -55,6 +56,7 @@ struct Bed {
     std::string user;
     std::string password;
     std::string database;
+    std::string url;  // every node in one postgresql:// URL, the primary first
     std::vector<int> ports;
     bool bouncers = false;  // PgBouncers in front of node 1 (pgbouncer installed)
     int transaction_bouncer = 0;
@@ -126,6 +128,7 @@ const Bed& bed() {
         b.user = values["DBPOOL_CLUSTER_USER"];
         b.password = values["DBPOOL_CLUSTER_PASSWORD"];
         b.database = values["DBPOOL_CLUSTER_DATABASE"];
+        b.url = values["DBPOOL_CLUSTER_URL"];
         for (int n = 1; n <= 3; ++n)
             b.ports.push_back(std::stoi(values["DBPOOL_NODE" + std::to_string(n) + "_PORT"]));
         b.bouncers = values["DBPOOL_PGBOUNCER_RUNNING"] == "1";
@@ -309,6 +312,39 @@ TEST_CASE("pg: writes go to the primary, reads spread over the replicas",
                         " ms (primary idle)");
 }
 
+TEST_CASE("pg: make_cluster_router from the bed's one multi-host URL",
+          "[cluster][pg_replication]") {
+    REQUIRE(bed().ensure_up());
+    REQUIRE(bed().url.find(',') != std::string::npos);
+    dbpool::pg::ClusterOptions cluster;
+    cluster.pool = test_pool_options();
+    cluster.router.health_interval = 250ms;
+    auto router = dbpool::pg::make_cluster_router(bed().url, cluster);
+    REQUIRE(router->size() == 3);
+    for (std::size_t i = 0; i < 3; ++i) {
+        INFO(router->name(i));
+        CHECK(router->name(i).find(bed().password) == std::string::npos);
+        CHECK(router->name(i).find(":" + std::to_string(bed().port(static_cast<int>(i) + 1))) !=
+              std::string::npos);
+    }
+    for (int i = 0; i < 5; ++i) {
+        auto w = router->connection(Access::write);
+        CHECK(w->query("SELECT inet_server_port()").scalar<int>() == bed().port(1));
+    }
+    std::map<int, int> served;
+    for (int i = 0; i < 20; ++i) {
+        auto r = router->connection(Access::read);
+        ++served[r->query("SELECT inet_server_port()").scalar<int>()];
+    }
+    CHECK(served[bed().port(1)] == 0);
+    CHECK(served[bed().port(2)] > 0);
+    CHECK(served[bed().port(3)] > 0);
+    report("one-url", "20 reads: n2=" + std::to_string(served[bed().port(2)]) +
+                          " n3=" + std::to_string(served[bed().port(3)]) +
+                          " n1=" + std::to_string(served[bed().port(1)]) + "; names " +
+                          router->name(0) + ", " + router->name(1) + ", " + router->name(2));
+}
+
 TEST_CASE("pg: read-your-writes sends a session's reads to the primary for a while",
           "[cluster][pg_replication]") {
     REQUIRE(bed().ensure_up());
@@ -419,6 +455,101 @@ TEST_CASE("pg: a replica whose replay is paused leaves the reads and comes back"
     // round and a read take on a busy 2-core machine under a sanitizer.
     CHECK(left_after <= kMaxLag + kInterval + 700ms);
     CHECK(*back - resumed <= kInterval + 700ms);
+}
+
+TEST_CASE("pg: a heartbeat table measures replica lag in time, also with the primary down",
+          "[cluster][pg_replication][lag]") {
+    REQUIRE(bed().ensure_up());
+    {
+        dbpool::pg::Connection primary(bed().node(1));
+        primary.execute(
+            "CREATE TABLE IF NOT EXISTS router_heartbeat (id int PRIMARY KEY, ts timestamptz NOT "
+            "NULL)");
+    }
+    constexpr auto kInterval = 200ms;
+    constexpr auto kMaxLag = 500ms;
+    dbpool::pg::ClusterOptions cluster;
+    cluster.pool = test_pool_options();
+    cluster.router.health_interval = kInterval;
+    cluster.check.max_replica_lag = kMaxLag;
+    cluster.check.heartbeat_table = "router_heartbeat";
+    auto router = dbpool::pg::make_cluster_router(bed().url, cluster);
+
+    // The primary's writer: every 100 ms, reconnecting while the primary is down.
+    std::atomic<bool> stop{false};
+    std::thread writer([&] {
+        std::optional<dbpool::pg::Connection> primary;
+        for (int i = 0; i < 3000 && !stop.load(); ++i) {
+            try {
+                if (!primary) primary.emplace(bed().node(1));
+                primary->execute(
+                    "INSERT INTO router_heartbeat VALUES (1, clock_timestamp())"
+                    " ON CONFLICT (id) DO UPDATE SET ts = excluded.ts");
+            } catch (const Error&) {
+                primary.reset();
+            }
+            std::this_thread::sleep_for(100ms);
+        }
+    });
+    const auto replicas_are = [&](dbpool::NodeState state, bool lag_known_above_max) {
+        const auto stats = router->stats();
+        for (std::size_t i = 1; i < 3; ++i) {
+            if (stats[i].health.state != state) return false;
+            if (lag_known_above_max && stats[i].health.lag <= kMaxLag) return false;
+        }
+        return true;
+    };
+    const bool healthy = dbpool_test::eventually(
+        [&] { return replicas_are(dbpool::NodeState::healthy, false); }, 5s);
+    const auto before = router->stats();
+
+    REQUIRE(bed().run("halt", 1) == 0);
+    const auto halted = Clock::now();
+    const bool measured =
+        dbpool_test::eventually([&] { return replicas_are(dbpool::NodeState::lagging, true); }, 5s);
+    const auto lagging_after = Clock::now() - halted;
+    std::this_thread::sleep_for(500ms);
+    const auto down = router->stats();
+    long reads_failed = 0;
+    for (int i = 0; i < 20; ++i) {
+        try {
+            router->connection(Access::read)->query("SELECT 1");
+        } catch (const Error&) {
+            ++reads_failed;  // lagging replicas still serve reads with the primary down
+        }
+    }
+
+    REQUIRE(bed().run("restart", 1) == 0);
+    const auto restarted = Clock::now();
+    const bool back = dbpool_test::eventually(
+        [&] { return replicas_are(dbpool::NodeState::healthy, false); }, 10s);
+    const auto back_after = Clock::now() - restarted;
+    stop = true;
+    writer.join();
+    report("heartbeat", "lag n2=" + std::to_string(before[1].health.lag.count()) +
+                            " ms n3=" + std::to_string(before[2].health.lag.count()) +
+                            " ms (writer every 100 ms); primary stopped: both lagging with a "
+                            "known lag after " +
+                            std::to_string(ms(lagging_after)) +
+                            " ms, 500 ms later n2=" + std::to_string(down[1].health.lag.count()) +
+                            " ms n3=" + std::to_string(down[2].health.lag.count()) + " ms (" +
+                            down[1].health.reason + "); healthy again " +
+                            std::to_string(ms(back_after)) + " ms after the restart");
+    CHECK(healthy);
+    CHECK(before[1].health.lag < kMaxLag);
+    CHECK(measured);
+    CHECK(down[1].health.lag > kMaxLag);  // a time, not "unknown" (-1) as the WAL check says
+    CHECK(down[2].health.lag > kMaxLag);
+    CHECK(reads_failed == 0);
+    CHECK(back);
+    // A missing table fails the check: the node is not taken for healthy.
+    dbpool::pg::NodeCheck missing;
+    missing.replica = true;
+    missing.heartbeat_table = "no_such_heartbeat";
+    missing.health = std::make_shared<dbpool::NodeHealth>();
+    CHECK_THROWS_AS(dbpool::pg::CheckedConnection(bed().node(2), missing), Error);
+    CHECK(missing.health->status().state == dbpool::NodeState::unavailable);
+    CHECK(missing.health->status().reason.find("no_such_heartbeat") != std::string::npos);
 }
 
 TEST_CASE("pg: a stopped replica leaves the reads at once and returns after a restart",

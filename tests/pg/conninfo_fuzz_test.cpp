@@ -1,8 +1,9 @@
 // Fuzz test of what dbpool says about a postgresql:// URL: random and mutated URLs whose
 // password holds unencoded '/', '@', ':', '?' ..., which libpq cuts into a host, a port or a
 // database name. No text dbpool produces (validate()'s message, describe(), a connect error,
-// and every value libpq parsed as a connect error could echo it) may contain a 3-character
-// piece of what followed "user:", whatever libpq made of it. Bounded in time and count, and
+// and every value libpq parsed as a connect error could echo it; the same for each node
+// pg::split_hosts makes of a host list, and its message) may contain a 3-character piece of
+// what followed "user:", whatever libpq made of it. Bounded in time and count, and
 // deterministic (a fixed seed) so a failure replays; run under ASan/UBSan in CI.
 //
 // How "a piece of the password" is told apart from other text: the password's letters come from
@@ -12,6 +13,7 @@
 //
 // DBPOOL_FUZZ_SECONDS (default 2) bounds the run; DBPOOL_FUZZ_SEED picks another seed.
 // Connects go only to 127.0.0.1 port 1 (refused at once) and only when libpq parsed exactly that.
+#include <dbpool/pg/cluster.hpp>
 #include <dbpool/pg/connect_options.hpp>
 #include <dbpool/pg/connection.hpp>
 
@@ -76,6 +78,11 @@ Sample generate(Random& random) {
     } else {
         url += random.word("abcdefghijklmnopqrstuvwxyz0123456789.-", 1, 12);
         if (random.chance(40)) url += ":" + std::to_string(1 + random.below(65535));
+    }
+    // A host list, as pg::split_hosts takes it apart.
+    for (std::size_t i = 0, more = random.chance(25) ? 1 + random.below(2) : 0; i < more; ++i) {
+        url += "," + random.word("abcdefghijklmnopqrstuvwxyz0123456789.-", 0, 8);
+        if (random.chance(50)) url += ":" + std::to_string(1 + random.below(65535));
     }
     if (random.chance(80)) url += "/" + random.word("abcdefghijklmnopqrstuvwxyz0123456789_", 0, 10);
     if (random.chance(40)) {
@@ -171,6 +178,8 @@ TEST_CASE("conninfo fuzz: no text holds a piece of a URL password", "[pg][unit][
     std::uint64_t refused = 0;
     std::uint64_t parsed = 0;
     std::uint64_t connects = 0;
+    std::uint64_t nodes = 0;
+    std::uint64_t split_refused = 0;
     for (; runs < 20000; ++runs) {
         if ((runs & 63) == 0 && std::chrono::steady_clock::now() >= deadline) break;
         Sample sample = generate(random);
@@ -211,6 +220,25 @@ TEST_CASE("conninfo fuzz: no text holds a piece of a URL password", "[pg][unit][
         }
         if (!valid) continue;
         ++parsed;
+        try {
+            for (const ConnectOptions& node : dbpool::pg::split_hosts(options)) {
+                ++nodes;
+                check("a node's describe()", node.describe());
+                const dbpool::pg::detail::Conninfo node_values =
+                    dbpool::pg::detail::parse_conninfo(node.conninfo);
+                check("a node's parsed value, masked as in a connect error",
+                      dbpool::detail::redact(
+                          echo_of(node_values),
+                          dbpool::pg::detail::conninfo_secrets(node, node_values), "***"));
+            }
+        } catch (const Error& error) {
+            ++split_refused;
+            if (error.code() != ErrorCode::invalid_options) {
+                FAIL("split_hosts: not invalid_options for " << printable(sample.url) << ": "
+                                                             << error.what());
+            }
+            check("split_hosts' message", error.what());
+        }
         const dbpool::pg::detail::Conninfo values =
             dbpool::pg::detail::parse_conninfo(options.conninfo);
         check("a parsed value, masked as in a connect error",
@@ -232,9 +260,12 @@ TEST_CASE("conninfo fuzz: no text holds a piece of a URL password", "[pg][unit][
         }
     }
     INFO(runs << " URLs, " << refused << " refused, " << parsed << " parsed, " << connects
-              << " connects");
+              << " connects, " << nodes << " nodes split off, " << split_refused
+              << " host lists refused");
     CHECK(runs > 500);
     CHECK(refused > 0);
     CHECK(parsed > 0);
     CHECK(connects > 0);
+    CHECK(nodes > parsed - split_refused);  // some lists had several hosts
+    CHECK(split_refused > 0);
 }

@@ -33,6 +33,10 @@ namespace dbpool::pg {
 /// one health interval, it never serves stale reads as fresh). A standby without a WAL receiver
 /// (the primary is gone, or replication is broken) cannot know what it misses: it is reported
 /// `lagging` with unknown lag.
+///
+/// With `heartbeat_table` set, the lag is instead the age of the newest `ts` in that table,
+/// which a writer of yours updates on the primary (see the field): it measures time whatever
+/// the WAL receiver does, so a replica of a dead primary reports how old its data is.
 struct NodeCheck {
     /// Primary: the node must not be in recovery (`pg_is_in_recovery()` false). A standby is
     /// refused at connect (Error{node_unavailable}) and fails its pings, so writes never go to
@@ -44,6 +48,15 @@ struct NodeCheck {
     bool replica = false;
     /// Replica lag above this marks the node `lagging` (0 = any measured lag is fine).
     std::chrono::milliseconds max_replica_lag{std::chrono::seconds(5)};
+    /// Replica: measure lag as `clock_timestamp()` minus the newest `ts` (timestamptz) of this
+    /// table ("table" or "schema.table"), which the primary's writer sets to its own
+    /// `clock_timestamp()` regularly, e.g. every second (pt-heartbeat style). The lag then
+    /// includes up to one writer interval and the clock difference between the servers; it
+    /// keeps growing while replication is stopped or the primary is down, where the default
+    /// check says "unknown". An empty table reads as unknown lag; a missing one fails the
+    /// check (the node is reported unavailable with the server's error). Empty: the check
+    /// described above the struct.
+    std::string heartbeat_table;
     /// Where every check's verdict goes (a Router reads it); null = not reported.
     std::shared_ptr<NodeHealth> health;
 
@@ -56,6 +69,27 @@ struct NodeCheck {
         if (primary && replica) {
             throw Error(ErrorCode::invalid_options,
                         "pg NodeCheck: primary and replica cannot both be set");
+        }
+        if (!heartbeat_table.empty()) {
+            int dots = 0;
+            for (const char c : heartbeat_table) {
+                if (c == '.') {
+                    ++dots;
+                } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                             (c >= '0' && c <= '9') || c == '_')) {
+                    throw Error(ErrorCode::invalid_options,
+                                "pg NodeCheck: heartbeat_table must be a plain name or "
+                                "schema.table (letters, digits, '_')");
+                }
+            }
+            if (dots > 1 || heartbeat_table.front() == '.' || heartbeat_table.back() == '.') {
+                throw Error(ErrorCode::invalid_options,
+                            "pg NodeCheck: heartbeat_table must be a plain name or schema.table");
+            }
+            if (!replica) {
+                throw Error(ErrorCode::invalid_options,
+                            "pg NodeCheck: heartbeat_table is set but replica is false");
+            }
         }
     }
 };
@@ -96,6 +130,15 @@ public:
         try {
             if (!check_.primary && !check_.replica) {
                 if (check_.health) check_.health->report_healthy();
+                return true;
+            }
+            if (check_.replica && !check_.heartbeat_table.empty()) {
+                const auto row = query(
+                                     "SELECT pg_is_in_recovery(), (SELECT (extract(epoch FROM"
+                                     " clock_timestamp() - max(ts)) * 1000)::bigint FROM " +
+                                     check_.heartbeat_table + ")")
+                                     .row(0);
+                report_heartbeat(row.get<bool>(0), row.get<std::optional<long long>>(1));
                 return true;
             }
             const auto rows = query(
@@ -151,6 +194,26 @@ private:
             }
             lag = std::chrono::milliseconds(*replay_age_ms < 0 ? 0 : *replay_age_ms);
         }
+        report_lag(lag);
+    }
+
+    void report_heartbeat(bool in_recovery, std::optional<long long> age_ms) {
+        if (!check_.health) return;
+        if (!in_recovery) {
+            check_.health->report_healthy(std::chrono::milliseconds(0));  // promoted
+            return;
+        }
+        if (!age_ms) {
+            check_.health->report_lagging(
+                std::chrono::milliseconds(-1),
+                "the heartbeat table " + check_.heartbeat_table + " is empty: lag unknown");
+            return;
+        }
+        // Negative when the replica's clock is behind the primary's.
+        report_lag(std::chrono::milliseconds(*age_ms < 0 ? 0 : *age_ms));
+    }
+
+    void report_lag(std::chrono::milliseconds lag) {
         if (check_.max_replica_lag.count() > 0 && lag > check_.max_replica_lag) {
             check_.health->report_lagging(lag, "replica lag " + std::to_string(lag.count()) +
                                                    " ms is above max_replica_lag " +
