@@ -29,13 +29,13 @@
 
 // One pool family per connection: the core, the public pool, its handle, the SteadyConnection
 // it keeps (the default clock, as the backends' pools use it).
-#define DBPOOL_TEST_POOL_FAMILY(Connection)                                                    \
-    DBPOOL_TEST_EXTERN template class dbpool::detail::PooledCore<Connection,                   \
-                                                                 std::chrono::steady_clock>;   \
+#define DBPOOL_TEST_POOL_FAMILY(Connection)                                                      \
+    DBPOOL_TEST_EXTERN template class dbpool::detail::PooledCore<Connection,                     \
+                                                                 std::chrono::steady_clock>;     \
     DBPOOL_TEST_EXTERN template class dbpool::PooledPool<Connection, std::chrono::steady_clock>; \
-    DBPOOL_TEST_EXTERN template class dbpool::PooledConnection<Connection,                     \
-                                                               std::chrono::steady_clock>;     \
-    DBPOOL_TEST_EXTERN template class dbpool::SteadyConnection<Connection,                     \
+    DBPOOL_TEST_EXTERN template class dbpool::PooledConnection<Connection,                       \
+                                                               std::chrono::steady_clock>;       \
+    DBPOOL_TEST_EXTERN template class dbpool::SteadyConnection<Connection,                       \
                                                                std::chrono::steady_clock>
 
 #ifdef DBPOOL_TEST_MYSQL
