@@ -159,28 +159,6 @@ inline std::string_view url_password_text(std::string_view conninfo) {
     return conninfo.substr(colon + 1, at - colon - 1);
 }
 
-// `text` with %XX escapes decoded (an invalid escape is kept as written).
-inline std::string percent_decoded(std::string_view text) {
-    const auto hex = [](char c) {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
-    std::string out;
-    out.reserve(text.size());
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
-            hex(text[i + 2]) >= 0) {
-            out += static_cast<char>(hex(text[i + 1]) * 16 + hex(text[i + 2]));
-            i += 2;
-        } else {
-            out += text[i];
-        }
-    }
-    return out;
-}
-
 // The URL's password text, as written and decoded: every 3-character piece is secret, unless
 // libpq read exactly that as the password (`parsed`, when the string parsed at all): then
 // nothing of it went elsewhere, masking the whole password suffices, and ordinary messages are

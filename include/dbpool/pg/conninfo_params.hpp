@@ -28,7 +28,9 @@ inline bool conninfo_space(char c) noexcept {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
-inline std::string decode_uri_piece(std::string_view text) {
+// `text` with %XX escapes decoded (an invalid escape is kept as written), as libpq decodes a
+// URL's pieces.
+inline std::string percent_decoded(std::string_view text) {
     const auto hex = [](char c) {
         if (c >= '0' && c <= '9') return c - '0';
         if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -36,6 +38,7 @@ inline std::string decode_uri_piece(std::string_view text) {
         return -1;
     };
     std::string out;
+    out.reserve(text.size());
     for (std::size_t i = 0; i < text.size(); ++i) {
         if (text[i] == '%' && i + 2 < text.size() && hex(text[i + 1]) >= 0 &&
             hex(text[i + 2]) >= 0) {
@@ -77,8 +80,8 @@ inline ConninfoParams take_uri_params(std::string_view uri, std::size_t scheme_l
         const std::string_view piece = rest.substr(0, amp);
         const std::size_t eq = piece.find('=');
         if (eq != std::string_view::npos &&
-            decode_uri_piece(piece.substr(0, eq)) == statement_cache_keyword) {
-            out.statement_cache_size = decode_uri_piece(piece.substr(eq + 1));
+            percent_decoded(piece.substr(0, eq)) == statement_cache_keyword) {
+            out.statement_cache_size = percent_decoded(piece.substr(eq + 1));
             taken = true;
         } else {
             kept.push_back(piece);
