@@ -17,7 +17,8 @@
 #include <dbpool/pg/cluster.hpp>
 #include <dbpool/router.hpp>
 
-#include <atomic>
+#include "cluster_reads.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,35 +29,8 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// Reads per second through `router` from `threads` threads for `seconds`.
-double measure(dbpool::pg::ClusterRouter& router, const std::string& sql, int threads,
-               double seconds) {
-    std::atomic<long> reads{0};
-    std::atomic<long> errors{0};
-    const auto until = Clock::now() + std::chrono::duration<double>(seconds);
-    std::vector<std::thread> workers;
-    for (int t = 0; t < threads; ++t) {
-        workers.emplace_back([&, t] {
-            for (long i = 0; i < 100000000 && Clock::now() < until; ++i) {
-                try {
-                    auto conn = router.connection(dbpool::Access::read);
-                    conn->query(sql, static_cast<int>((i + t) % 7));
-                    ++reads;
-                } catch (const dbpool::Error&) {
-                    ++errors;
-                }
-            }
-        });
-    }
-    for (auto& worker : workers)
-        worker.join();
-    if (errors.load() > 0) std::cerr << "  (" << errors.load() << " reads failed)\n";
-    return static_cast<double>(reads.load()) / seconds;
-}
 
 dbpool::pg::ClusterOptions cluster_options(int maxconnections) {
     dbpool::pg::ClusterOptions options;
@@ -102,39 +76,15 @@ int main(int argc, char** argv) {
         }
         std::this_thread::sleep_for(1s);  // let the replicas apply it
 
-        struct Workload {
-            const char* name;
-            std::string sql;
-            int maxconnections;
-            int threads;
-        };
-        const Workload workloads[] = {
-            {"cpu", "SELECT count(*) FROM bench_rows WHERE v % 7 = $1", threads, threads},
-            {"capacity", "SELECT pg_sleep(0.002), $1::int", 4, 3 * 4},
-        };
-        std::printf("%-9s %8s %14s %14s %7s\n", "workload", "threads", "primary r/s", "cluster r/s",
-                    "ratio");
-        for (const auto& workload : workloads) {
-            double alone = 0;
-            double spread = 0;
-            {
-                auto router = dbpool::pg::make_cluster_router(
-                    primary_only, cluster_options(workload.maxconnections));
-                alone = measure(*router, workload.sql, workload.threads, seconds);
-            }
-            {
-                auto router =
-                    dbpool::pg::make_cluster_router(url, cluster_options(workload.maxconnections));
-                spread = measure(*router, workload.sql, workload.threads, seconds);
-                for (const auto& node : router->stats()) {
-                    std::printf("  %-32s %-8s %10llu reads\n", node.name.c_str(),
-                                dbpool::to_string(node.role),
-                                static_cast<unsigned long long>(node.reads));
-                }
-            }
-            std::printf("%-9s %8d %14.0f %14.0f %7.2f\n", workload.name, workload.threads, alone,
-                        spread, spread / alone);
-        }
+        dbpool_bench::compare_workloads(
+            [&](bool cluster, int maxconnections) {
+                return cluster
+                           ? dbpool::pg::make_cluster_router(url, cluster_options(maxconnections))
+                           : dbpool::pg::make_cluster_router(primary_only,
+                                                             cluster_options(maxconnections));
+            },
+            "SELECT count(*) FROM bench_rows WHERE v % 7 = $1", "SELECT pg_sleep(0.002), $1::int",
+            threads, seconds);
     } catch (const dbpool::Error& error) {
         std::cerr << "error (" << dbpool::to_string(error.code()) << "): " << error.what() << "\n";
         return 1;
