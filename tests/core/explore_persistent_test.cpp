@@ -6,6 +6,7 @@
 // locked section that marks it closed (keyed_connection() counts a handle there without looking
 // at the closed bit).
 #include "explore/explore.hpp"
+#include "explore_test_support.hpp"
 #include "fake_connection.hpp"
 
 #include <dbpool/persistent_pool.hpp>
@@ -21,6 +22,8 @@
 namespace explore = dbpool::explore;
 using Sync = explore::Sync;
 using dbpool::ErrorCode;
+using explore_test::bounded;
+using explore_test::report;
 using fake::FakeConnection;
 using fake::FakeDatabase;
 using namespace std::chrono_literals;
@@ -107,20 +110,6 @@ void two_uses_race_end_context() {
     pool->end_context(1);  // a use after the first end_context() opened the key's connection again
     explore::check(pool->open_connections() == 0, "an ended key's connection is still open");
     explore::check(db->open_now() == 0, "the server sees an ended key's connection open");
-}
-
-explore::Options bounded(int preemptions) {
-    explore::Options options;
-    options.preemption_bound = preemptions;
-    options.max_executions = 50000;
-    options.time_limit = 100s;
-    return options;
-}
-
-void report(const char* scenario, const explore::Result& result) {
-    std::printf("explore: %s: %s\n", scenario, explore::describe(result).c_str());
-    if (!result.ok()) FAIL(explore::describe(result));
-    CHECK(result.ok());
 }
 
 }  // namespace

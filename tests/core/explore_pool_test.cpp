@@ -5,6 +5,7 @@
 // its scenario here, named after it; the explorer finds each of them when its fix is reverted
 // (docs/design.md, "Exploring schedules").
 #include "explore/explore.hpp"
+#include "explore_test_support.hpp"
 #include "fake_connection.hpp"
 #include "pool_test_support.hpp"
 
@@ -22,6 +23,8 @@
 namespace explore = dbpool::explore;
 using Sync = explore::Sync;
 using dbpool::ErrorCode;
+using explore_test::bounded;
+using explore_test::report;
 using fake::FakeDatabase;
 using namespace std::chrono_literals;
 
@@ -96,20 +99,6 @@ void check_outcome(bool ok, const char* what, const std::optional<ErrorCode>& er
     if (ok) return;
     const std::string message = std::string(what) + " (got " + name_of(error) + ")";
     explore::check(false, message.c_str());
-}
-
-explore::Options bounded(int preemptions) {
-    explore::Options options;
-    options.preemption_bound = preemptions;
-    options.max_executions = 50000;
-    options.time_limit = 100s;
-    return options;
-}
-
-void report(const char* scenario, const explore::Result& result) {
-    std::printf("explore: %s: %s\n", scenario, explore::describe(result).c_str());
-    if (!result.ok()) FAIL(explore::describe(result));
-    CHECK(result.ok());
 }
 
 // --- the scenarios ---------------------------------------------------------------------------
