@@ -23,6 +23,7 @@ namespace explore = dbpool::explore;
 using Sync = explore::Sync;
 using dbpool::ErrorCode;
 using explore_test::bounded;
+using explore_test::error_of;
 using explore_test::report;
 using fake::FakeConnection;
 using fake::FakeDatabase;
@@ -45,17 +46,6 @@ std::unique_ptr<Pool> make_pool(const std::shared_ptr<FakeDatabase>& db) {
     options.ping = dbpool::Ping::never;
     options.ping_bypass = 0ms;
     return std::make_unique<Pool>(FakeDatabase::creator<FakeConnection>(db), options);
-}
-
-// The code an ErrorCode was thrown with, or nothing when the call succeeded.
-template <class Fn>
-std::optional<ErrorCode> error_of(Fn&& fn) {
-    try {
-        fn();
-        return std::nullopt;
-    } catch (const dbpool::Error& error) {
-        return error.code();
-    }
 }
 
 // Task 1 uses its connection (a handle, a statement) on one thread while another ends the task

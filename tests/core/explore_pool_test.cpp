@@ -24,6 +24,7 @@ namespace explore = dbpool::explore;
 using Sync = explore::Sync;
 using dbpool::ErrorCode;
 using explore_test::bounded;
+using explore_test::error_of;
 using explore_test::report;
 using fake::FakeDatabase;
 using namespace std::chrono_literals;
@@ -78,17 +79,6 @@ public:
 private:
     std::shared_ptr<const Pool*> cell_;
 };
-
-// The code an ErrorCode was thrown with, or nothing when the call succeeded.
-template <class Fn>
-std::optional<ErrorCode> error_of(Fn&& fn) {
-    try {
-        fn();
-        return std::nullopt;
-    } catch (const dbpool::Error& error) {
-        return error.code();
-    }
-}
 
 std::string name_of(const std::optional<ErrorCode>& error) {
     return error ? dbpool::to_string(*error) : "success";

@@ -1,14 +1,17 @@
 #pragma once
 
-// What the explorer's scenario files share: the search options of a bounded exhaustive run, and
-// how a result is printed and checked.
+// What the explorer's scenario files share: the search options of a bounded exhaustive run, how
+// a result is printed and checked, and the error code a call ended with.
 
 #include "explore/explore.hpp"
+
+#include <dbpool/error.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 namespace explore_test {
 
@@ -26,6 +29,17 @@ inline void report(const char* scenario, const dbpool::explore::Result& result) 
     std::printf("explore: %s: %s\n", scenario, dbpool::explore::describe(result).c_str());
     if (!result.ok()) FAIL(dbpool::explore::describe(result));
     CHECK(result.ok());
+}
+
+// The code an ErrorCode was thrown with, or nothing when the call succeeded.
+template <class Fn>
+std::optional<dbpool::ErrorCode> error_of(Fn&& fn) {
+    try {
+        fn();
+        return std::nullopt;
+    } catch (const dbpool::Error& error) {
+        return error.code();
+    }
 }
 
 }  // namespace explore_test
